@@ -1,0 +1,68 @@
+/// Why a request gets a `-` reply. Each reason is one case and one line on the wire.
+public enum Rejection: Equatable, Sendable, CaseIterable {
+    // The request line itself (RequestParser).
+    case noRequest
+    case unterminatedRequest
+    case bareLineFeed
+    case strayCarriageReturn
+    case controlByte
+    case whiteSpace
+    case nonASCIIByte
+    case emptyName
+    case nameTooLong
+    // The session.
+    case timedOut
+    case nestingTooDeep
+    /// Also the answer to a client that may not use the service, so that a refusal
+    /// does not reveal that the service exists.
+    case unknownService
+
+    /// The explanation after the `-`: printable ASCII, no CR or LF.
+    public var message: String {
+        switch self {
+        case .noRequest: "No request received"
+        case .unterminatedRequest: "Connection closed before the end of the request line"
+        case .bareLineFeed: "Request line must end with CRLF, not a bare LF"
+        case .strayCarriageReturn: "Carriage return not followed by line feed"
+        case .controlByte: "Service name contains a control character"
+        case .whiteSpace: "Service name contains white space"
+        case .nonASCIIByte: "Service name contains a non-ASCII byte"
+        case .emptyName: "Empty service name"
+        case .nameTooLong: "Service name longer than \(RequestParser.maximumNameLength) bytes"
+        case .timedOut: "Timed out waiting for the request"
+        case .nestingTooDeep: "Too many nested tcpmux requests"
+        case .unknownService: "Service not available"
+        }
+    }
+}
+
+/// What the server writes in answer to a request (RFC 1078).
+public enum Reply: Equatable, Sendable {
+    /// `+` and an optional explanation: the selected protocol starts after it.
+    case positive(String)
+    /// `-` and the reason: the connection closes after it.
+    case negative(Rejection)
+    /// The answer to HELP: the service names, one per line, and no status line.
+    case serviceList([ServiceName])
+
+    /// The exact bytes on the wire; every line ends in CRLF.
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        func line(_ text: some Sequence<UInt8>) {
+            out.append(contentsOf: text)
+            out.append(contentsOf: [carriageReturn, lineFeed])
+        }
+        switch self {
+        case .positive(let text): line([UInt8(ascii: "+")] + printable(text))
+        case .negative(let rejection): line([UInt8(ascii: "-")] + printable(rejection.message))
+        case .serviceList(let names): names.forEach { line($0.bytes) }
+        }
+        return out
+    }
+}
+
+/// A reply's text as printable ASCII: any other byte becomes `?`, so a reply is
+/// always exactly one line with no NUL (xinetd sends `+Go\r\n\0`).
+func printable(_ text: String) -> [UInt8] {
+    text.utf8.map { (0x20...0x7E).contains($0) ? $0 : UInt8(ascii: "?") }
+}

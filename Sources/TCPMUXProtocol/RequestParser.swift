@@ -1,0 +1,141 @@
+/// A TCPMUX request line (RFC 1078): a service name ended by CRLF.
+///
+/// The parser is a byte state machine, fed one byte at a time, so that the caller
+/// never reads past the request's CRLF: whatever follows belongs to the selected
+/// service. It accepts exactly
+///
+///     request = 1*256 name-byte CR LF
+///     name-byte = %x21-7E          ; printable ASCII, no space
+///
+/// and rejects at the first byte that cannot lead to a valid request: it never
+/// truncates a name and never waits for a line end that could not save it.
+/// (FreeBSD, NetBSD and GNU inetd end a name at CR, LF, NUL or EOF and silently
+/// truncate it at 258 bytes; ../shared/REFERENCES.md.)
+public struct RequestParser: Sendable {
+    /// The longest service name accepted, in bytes. RFC 1078 sets none; names in
+    /// practice are a few bytes, and Snader's well-behaved tcpmux caps at 256.
+    public static let maximumNameLength = 256
+
+    public enum Outcome: Equatable, Sendable {
+        case request(ServiceName)
+        case rejected(Rejection)
+    }
+
+    private enum State: Sendable {
+        case name
+        case carriageReturn
+        case done
+    }
+
+    private var state = State.name
+    private var name: [UInt8] = []
+
+    public init() {
+        name.reserveCapacity(16)
+    }
+
+    /// Every byte consumed so far, up to the line end or the byte that caused a
+    /// rejection: what the log shows (escaped) for a rejected request.
+    public private(set) var received: [UInt8] = []
+
+    /// Feeds one byte. Returns nil while more bytes are needed, else the outcome;
+    /// after an outcome the parser takes no more bytes.
+    public mutating func consume(_ byte: UInt8) -> Outcome? {
+        precondition(state != .done, "RequestParser fed after its outcome")
+        received.append(byte)
+        switch state {
+        case .done:
+            return nil
+        case .carriageReturn:
+            state = .done
+            guard byte == lineFeed else { return .rejected(.strayCarriageReturn) }
+            return .request(ServiceName(validatedBytes: name))
+        case .name:
+            if byte == carriageReturn {
+                guard !name.isEmpty else {
+                    // Whatever comes next, the request cannot be valid.
+                    state = .done
+                    return .rejected(.emptyName)
+                }
+                state = .carriageReturn
+                return nil
+            }
+            if let rejection = Rejection(nameByte: byte) {
+                state = .done
+                return .rejected(rejection)
+            }
+            guard name.count < Self.maximumNameLength else {
+                state = .done
+                return .rejected(.nameTooLong)
+            }
+            name.append(byte)
+            return nil
+        }
+    }
+
+    /// Feeds bytes until an outcome. Returns it (nil if more are needed) and how
+    /// many bytes were consumed; bytes past the outcome are left untouched.
+    public mutating func consume<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> (outcome: Outcome?, consumed: Int) {
+        var consumed = 0
+        for byte in bytes {
+            consumed += 1
+            if let outcome = consume(byte) {
+                return (outcome, consumed)
+            }
+        }
+        return (nil, consumed)
+    }
+
+    /// The input ended before an outcome.
+    public mutating func endOfInput() -> Rejection {
+        state = .done
+        return received.isEmpty ? .noRequest : .unterminatedRequest
+    }
+}
+
+let carriageReturn: UInt8 = 0x0D
+let lineFeed: UInt8 = 0x0A
+
+extension Rejection {
+    /// Why `byte` can never be part of a service name, or nil if it can.
+    init?(nameByte byte: UInt8) {
+        switch byte {
+        case 0x21...0x7E: return nil
+        case lineFeed: self = .bareLineFeed
+        case 0x20, 0x09: self = .whiteSpace
+        case 0x00..<0x20, 0x7F: self = .controlByte
+        default: self = .nonASCIIByte
+        }
+    }
+}
+
+/// A service name as a client may send it: 1 to 256 bytes of printable ASCII.
+/// Names compare case-insensitively ("The service name is never case
+/// sensitive", RFC 1078), HELP included.
+public struct ServiceName: Hashable, Sendable, CustomStringConvertible {
+    /// The bytes as written, case preserved.
+    public let bytes: [UInt8]
+    /// The bytes with ASCII letters lowered: what names are compared by.
+    public let key: [UInt8]
+
+    init(validatedBytes bytes: [UInt8]) {
+        self.bytes = bytes
+        self.key = bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+    }
+
+    /// A name from configuration; nil if no request could ever carry it.
+    public init?(_ text: String) {
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty, bytes.count <= RequestParser.maximumNameLength,
+              bytes.allSatisfy({ Rejection(nameByte: $0) == nil }) else { return nil }
+        self.init(validatedBytes: bytes)
+    }
+
+    public var description: String { String(decoding: bytes, as: UTF8.self) }
+
+    public static func == (lhs: ServiceName, rhs: ServiceName) -> Bool { lhs.key == rhs.key }
+    public func hash(into hasher: inout Hasher) { hasher.combine(key) }
+
+    /// The pseudo-service that lists the others (RFC 1078).
+    public static let help = ServiceName("HELP")!
+}

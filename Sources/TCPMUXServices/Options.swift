@@ -1,0 +1,63 @@
+import TCPMUXProtocol
+
+/// The command line: `in.tcpmuxd [-dhV] [-t seconds]`, parsed as getopt(3) would
+/// (flags may be grouped, `-t5` and `-t 5` are the same, `--` ends the options).
+public struct Options: Equatable, Sendable {
+    public enum Action: Equatable, Sendable {
+        /// Serve one connection on fd 0 (requests) and fd 1 (replies), as inetd starts us.
+        case serve
+        case printUsage
+        case printVersion
+    }
+
+    public static let usage = "usage: in.tcpmuxd [-dhV] [-t seconds]"
+    public static let timeoutRange = 1...3600
+
+    public var action = Action.serve
+    /// The total time a client has to send its request line(s), nested ones included.
+    public var timeoutSeconds = 10
+    /// Copy the log lines to standard error (interactive runs only: under inetd,
+    /// fd 2 is the client's socket).
+    public var debug = false
+
+    public struct UsageError: Error, Equatable, CustomStringConvertible {
+        public let description: String
+    }
+
+    public init() {}
+
+    public init(arguments: [String]) throws(UsageError) {
+        var remaining = arguments[...]
+        while let argument = remaining.first, argument.hasPrefix("-"), argument != "-" {
+            remaining.removeFirst()
+            if argument == "--" { break }
+            var flags = argument.utf8.dropFirst()
+            while let flag = flags.popFirst() {
+                switch flag {
+                case UInt8(ascii: "d"): debug = true
+                case UInt8(ascii: "h"): action = .printUsage
+                case UInt8(ascii: "V"): action = .printVersion
+                case UInt8(ascii: "t"):
+                    let value: String
+                    if !flags.isEmpty {
+                        value = String(decoding: flags, as: UTF8.self)
+                        flags = flags.dropFirst(flags.count)
+                    } else if let next = remaining.popFirst() {
+                        value = next
+                    } else {
+                        throw UsageError(description: "option -t needs a value")
+                    }
+                    guard let seconds = Int(value), Self.timeoutRange.contains(seconds) else {
+                        throw UsageError(description: "-t \(value): not a whole number of seconds from \(Self.timeoutRange.lowerBound) to \(Self.timeoutRange.upperBound)")
+                    }
+                    timeoutSeconds = seconds
+                default:
+                    throw UsageError(description: "unknown option -\(escapedForLog([flag]))")
+                }
+            }
+        }
+        if let extra = remaining.first {
+            throw UsageError(description: "unexpected argument \(extra)")
+        }
+    }
+}

@@ -1,0 +1,189 @@
+// The one layer that touches file descriptors, clocks, signals and syslog.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+#error("in.tcpmuxd needs Glibc or Musl")
+#endif
+
+/// An errno value; `description` is strerror's text.
+struct Errno: Error, CustomStringConvertible {
+    let code: Int32
+    static var current: Errno { Errno(code: errno) }
+    var description: String { String(cString: strerror(code)) }
+}
+
+/// Runs a system call again while it fails with EINTR.
+func retryingOnInterrupt<Result: BinaryInteger>(_ call: () -> Result) -> Result {
+    while true {
+        let result = call()
+        if result != -1 || errno != EINTR { return result }
+    }
+}
+
+/// A point in time on the monotonic clock (`clock_gettime(CLOCK_MONOTONIC)`),
+/// so that a change of the wall clock cannot stretch or cut a deadline.
+struct Deadline {
+    private let nanoseconds: Int64
+
+    static func after(seconds: Int) -> Deadline {
+        Deadline(nanoseconds: now() + Int64(seconds) * 1_000_000_000)
+    }
+
+    private static func now() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+    }
+
+    /// What is left, in whole milliseconds rounded up, as poll(2) takes it; 0 once passed.
+    var remainingMilliseconds: Int32 {
+        let left = nanoseconds - Deadline.now()
+        return left <= 0 ? 0 : Int32(clamping: (left + 999_999) / 1_000_000)
+    }
+}
+
+/// Waits until `fd` is ready for `events` or the deadline passes. True if ready
+/// (or in error or hung up: the following call will tell).
+private func wait(for events: Int32, on fd: Int32, before deadline: Deadline) -> Bool {
+    while true {
+        let timeout = deadline.remainingMilliseconds
+        if timeout == 0 { return false }
+        var entry = pollfd(fd: fd, events: Int16(events), revents: 0)
+        let ready = poll(&entry, 1, timeout)
+        if ready > 0 { return true }
+        if ready == -1 && errno != EINTR { return true }
+    }
+}
+
+enum ReadResult {
+    case byte(UInt8)
+    case endOfInput
+    case timedOut
+    case failed(Errno)
+}
+
+/// Reads exactly one byte (read(2) of length 1), so that nothing past the request
+/// line leaves the socket: those bytes belong to the selected service.
+func readByte(from fd: Int32, before deadline: Deadline) -> ReadResult {
+    var byte: UInt8 = 0
+    while true {
+        guard wait(for: POLLIN, on: fd, before: deadline) else { return .timedOut }
+        let count = retryingOnInterrupt { read(fd, &byte, 1) }
+        switch count {
+        case 1: return .byte(byte)
+        case 0: return .endOfInput
+        default:
+            if errno == EAGAIN || errno == EWOULDBLOCK { continue }
+            return .failed(.current)
+        }
+    }
+}
+
+/// Writes all of `bytes` (write(2), looping over partial writes).
+func writeAll(_ bytes: [UInt8], to fd: Int32, before deadline: Deadline) -> Result<Void, Errno> {
+    var written = 0
+    while written < bytes.count {
+        guard wait(for: POLLOUT, on: fd, before: deadline) else { return .failure(Errno(code: ETIMEDOUT)) }
+        let count = bytes.withUnsafeBytes { buffer in
+            retryingOnInterrupt { write(fd, buffer.baseAddress! + written, buffer.count - written) }
+        }
+        if count >= 0 {
+            written += count
+        } else if errno != EAGAIN && errno != EWOULDBLOCK {
+            return .failure(.current)
+        }
+    }
+    return .success(())
+}
+
+/// Ends our side of the conversation without losing the last reply: half-close
+/// (shutdown(2) SHUT_WR, or close(2) when the output is a pipe), then read and
+/// discard what the client still sends until it closes, the deadline passes or
+/// `limit` bytes went by. Exiting with unread input would make the kernel reset
+/// the connection, and the client could lose our reply.
+func closeConnection(input: Int32, output: Int32, drainUntil deadline: Deadline, limit: Int) {
+    if shutdown(output, Int32(SHUT_WR)) == -1 {
+        close(output)
+    }
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    var drained = 0
+    while drained < limit, wait(for: POLLIN, on: input, before: deadline) {
+        let count = buffer.withUnsafeMutableBytes { space in
+            retryingOnInterrupt { read(input, space.baseAddress!, space.count) }
+        }
+        if count <= 0 { break }
+        drained += count
+    }
+}
+
+/// The address of the far end of `fd` (getpeername(2)) as text: `192.0.2.1:1234`,
+/// `[2001:db8::1]:1234`; or what `fd` is when it has none.
+func peerAddress(of fd: Int32) -> String {
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let status = withUnsafeMutablePointer(to: &storage) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+    }
+    guard status == 0 else {
+        return errno == ENOTSOCK ? "local (not a socket)" : "unknown (\(Errno.current))"
+    }
+    switch Int32(storage.ss_family) {
+    case AF_INET:
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                var ip = address.pointee.sin_addr
+                return "\(numericText(AF_INET, &ip)):\(UInt16(bigEndian: address.pointee.sin_port))"
+            }
+        }
+    case AF_INET6:
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                var ip = address.pointee.sin6_addr
+                return "[\(numericText(AF_INET6, &ip))]:\(UInt16(bigEndian: address.pointee.sin6_port))"
+            }
+        }
+    case AF_UNIX:
+        return "unix"
+    default:
+        return "family \(storage.ss_family)"
+    }
+}
+
+/// An IPv4 or IPv6 address in numeric form (inet_ntop(3): no resolver, nothing
+/// for a static binary to load).
+private func numericText(_ family: Int32, _ address: UnsafeRawPointer) -> String {
+    var text = [UInt8](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+    let ok = text.withUnsafeMutableBytes {
+        inet_ntop(family, address, $0.baseAddress!.assumingMemoryBound(to: CChar.self), socklen_t($0.count)) != nil
+    }
+    return ok ? String(decoding: text.prefix { $0 != 0 }, as: UTF8.self) : "?"
+}
+
+/// Keeps a client that closed early from killing us with SIGPIPE: writes then
+/// fail with EPIPE, which the caller handles.
+func ignoreBrokenPipes() {
+    signal(SIGPIPE, SIG_IGN)
+}
+
+/// The system log (LOG_DAEMON). Under inetd, fd 2 is the client's socket, so this
+/// is the only place diagnostics go; `copyToStandardError` (LOG_PERROR) is for
+/// interactive runs.
+enum SystemLog {
+    private static let identity: StaticString = "in.tcpmuxd"
+
+    static func open(copyToStandardError: Bool) {
+        let ident = UnsafeRawPointer(identity.utf8Start).assumingMemoryBound(to: CChar.self)
+        openlog(ident, LOG_PID | (copyToStandardError ? LOG_PERROR : 0), LOG_DAEMON)
+    }
+
+    static func info(_ message: String) { write(LOG_INFO, message) }
+    static func error(_ message: String) { write(LOG_ERR, message) }
+
+    private static func write(_ priority: Int32, _ message: String) {
+        message.withCString { text in
+            withVaList([text]) { vsyslog(priority, "%s", $0) }
+        }
+    }
+}

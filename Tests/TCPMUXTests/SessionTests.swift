@@ -1,0 +1,111 @@
+import Testing
+import TCPMUXProtocol
+@testable import TCPMUXServices
+
+func name(_ text: String) -> ServiceName { ServiceName(text)! }
+
+@Suite struct ServiceTableTests {
+    @Test func builtInIsTheSeeds() {
+        #expect(ServiceTable.builtIn.services == [Service(name: name("tcpmux"), handOff: .tcpmux, acceptance: "OK")])
+    }
+
+    @Test(arguments: ["tcpmux", "TCPMUX", "TcpMux"])
+    func lookupIgnoresCase(_ text: String) {
+        #expect(ServiceTable.builtIn.service(named: name(text))?.name.description == "tcpmux")
+    }
+
+    @Test func unknownName() {
+        #expect(ServiceTable.builtIn.service(named: name("tcpmux2")) == nil)
+        #expect(ServiceTable.builtIn.service(named: name("tcpmu")) == nil)
+    }
+
+    /// Names collide case-insensitively, and HELP is the protocol's own.
+    @Test func invalidTables() {
+        #expect(throws: ServiceTable.Error.duplicateName(name("Echo"))) {
+            try ServiceTable([Service(name: name("echo"), handOff: .tcpmux), Service(name: name("Echo"), handOff: .tcpmux)])
+        }
+        #expect(throws: ServiceTable.Error.reservedName(name("help"))) {
+            try ServiceTable([Service(name: name("help"), handOff: .tcpmux)])
+        }
+    }
+}
+
+@Suite struct SessionTests {
+    @Test(arguments: ["HELP", "help", "HeLp"])
+    func helpListsTheServicesAndCloses(_ text: String) {
+        var session = Session(table: .builtIn)
+        let decision = session.decide(.request(name(text)))
+        #expect(decision.reply == .serviceList([name("tcpmux")]))
+        #expect(decision.reply.bytes == Array("tcpmux\r\n".utf8), "no status line for HELP (RFC 1078)")
+        #expect(decision.next == .close)
+    }
+
+    @Test func tcpmuxNestsThenHelp() {
+        var session = Session(table: .builtIn)
+        #expect(session.decide(.request(name("tcpmux"))) ==
+                Session.Decision(reply: .positive("OK"), next: .readRequest, summary: "accepted tcpmux, nested TCPMUX"))
+        #expect(session.decide(.request(name("TCPMUX"))).next == .readRequest)
+        #expect(session.nesting == 2)
+        #expect(session.decide(.request(.help)).reply == .serviceList([name("tcpmux")]))
+    }
+
+    /// Nesting is bounded: the request past the bound is refused and the connection closes.
+    @Test func nestingIsBounded() {
+        var session = Session(table: .builtIn)
+        for _ in 0..<Session.maximumNesting {
+            #expect(session.decide(.request(name("tcpmux"))).reply == .positive("OK"))
+        }
+        let refused = session.decide(.request(name("tcpmux")))
+        #expect(refused.reply == .negative(.nestingTooDeep))
+        #expect(refused.next == .close)
+    }
+
+    @Test func unknownServiceIsRefused() {
+        var session = Session(table: .builtIn)
+        let decision = session.decide(.request(name("finger")))
+        #expect(decision.reply.bytes == Array("-Service not available\r\n".utf8))
+        #expect(decision.next == .close)
+    }
+
+    @Test(arguments: Rejection.allCases)
+    func everyRejectionCloses(_ rejection: Rejection) {
+        var session = Session(table: .builtIn)
+        let decision = session.decide(.rejected(rejection))
+        #expect(decision.reply == .negative(rejection))
+        #expect(decision.next == .close)
+    }
+}
+
+@Suite struct OptionsTests {
+    @Test func defaults() throws {
+        let options = try Options(arguments: [])
+        #expect(options == Options())
+        #expect(options.action == .serve && options.timeoutSeconds == 10 && !options.debug)
+    }
+
+    @Test(arguments: [["-t", "5"], ["-t5"], ["-dt", "5"], ["-d", "-t5"], ["-t", "5", "-d"], ["-dt5", "--"]])
+    func timeoutForms(_ arguments: [String]) throws {
+        let options = try Options(arguments: arguments)
+        #expect(options.timeoutSeconds == 5)
+        #expect(options.debug == arguments.joined().contains("d"))
+    }
+
+    @Test func actions() throws {
+        #expect(try Options(arguments: ["-h"]).action == .printUsage)
+        #expect(try Options(arguments: ["-V"]).action == .printVersion)
+    }
+
+    @Test(arguments: [
+        (["-x"], "unknown option -x"),
+        (["-t"], "option -t needs a value"),
+        (["-t", "0"], "-t 0: not a whole number of seconds from 1 to 3600"),
+        (["-t", "3601"], "-t 3601: not a whole number of seconds from 1 to 3600"),
+        (["-t", "1.5"], "-t 1.5: not a whole number of seconds from 1 to 3600"),
+        (["-t", "ten"], "-t ten: not a whole number of seconds from 1 to 3600"),
+        (["extra"], "unexpected argument extra"),
+        (["-d", "--", "-t"], "unexpected argument -t"),
+    ])
+    func usageErrors(_ arguments: [String], _ message: String) {
+        #expect(throws: Options.UsageError(description: message)) { try Options(arguments: arguments) }
+    }
+}
