@@ -1,0 +1,272 @@
+// The real binary behind a real socket on fd 0, 1 and 2, exact bytes on the wire.
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let unknown = "-Service not available\r\n"
+
+@Suite struct ProtocolTests {
+    /// RFC 1078: "The service name is never case sensitive", HELP included (the
+    /// seed matched HELP case-sensitively). HELP gets the names and no status line.
+    @Test(arguments: ["HELP", "help", "HeLp"])
+    func help(_ request: String) throws {
+        #expect(try exchange("\(request)\r\n") == "tcpmux\r\n")
+    }
+
+    /// The built-in service: `+`, then TCPMUX again on the same connection.
+    @Test func tcpmuxNestedOnce() throws {
+        #expect(try exchange("TcpMux\r\nHELP\r\n") == "+OK\r\ntcpmux\r\n")
+    }
+
+    /// Five nested requests and HELP in one write: every byte after a CRLF is left
+    /// for the next request (the BSD inetds read in bulk and swallow them; xinetd
+    /// breaks on pipelined data).
+    @Test func tcpmuxNestedFiveTimesPipelined() throws {
+        let connection = try Connection()
+        try connection.send(String(repeating: "tcpmux\r\n", count: 5) + "HELP\r\n")
+        // No half-close: the replies must not depend on the client closing first.
+        #expect(connection.replyText() == String(repeating: "+OK\r\n", count: 5) + "tcpmux\r\n")
+        #expect(connection.finish() == 0)
+    }
+
+    /// Nesting is bounded: the 17th nested request is refused.
+    @Test func nestingBound() throws {
+        #expect(try exchange(String(repeating: "tcpmux\r\n", count: 17) + "HELP\r\n") ==
+                String(repeating: "+OK\r\n", count: 16) + "-Too many nested tcpmux requests\r\n")
+    }
+
+    @Test func unknownService() throws {
+        #expect(try exchange("finger\r\n") == unknown)
+        #expect(try exchange("tcpmux2\r\n") == unknown)
+    }
+
+    /// A refusal after a nested `+` still ends the conversation cleanly.
+    @Test func rejectAfterNesting() throws {
+        #expect(try exchange("tcpmux\r\nno such\r\n") == "+OK\r\n-Service name contains white space\r\n")
+    }
+
+    /// Over IPv6 too (the peer is logged in brackets).
+    @Test func ipv6() throws {
+        let connection = try Connection(endpoint: .ipv6("::1"))
+        try connection.send("help\r\n")
+        #expect(connection.replyText() == "tcpmux\r\n")
+        #expect(connection.finish() == 0)
+    }
+}
+
+/// A request sent whole and the exact reply expected.
+struct Exchange: CustomTestStringConvertible, Sendable {
+    let request: String
+    let reply: String
+    init(_ request: String, _ reply: String) { self.request = request; self.reply = reply }
+    var testDescription: String { "\"\(request.debugDescription.dropFirst().dropLast())\"" }
+}
+
+/// Every class of bad input: one `-reason` line, a clean close, exit 0.
+let badInputs: [Exchange] = [
+    Exchange("tcpmux\n", "-Request line must end with CRLF, not a bare LF\r\n"),
+    Exchange("tcpmux\rHELP\r\n", "-Carriage return not followed by line feed\r\n"),
+    Exchange("tcp\0mux\r\n", "-Service name contains a control character\r\n"),
+    Exchange("tcp\u{1B}mux\r\n", "-Service name contains a control character\r\n"),
+    Exchange("tcp\u{7F}\r\n", "-Service name contains a control character\r\n"),
+    Exchange("tcp mux\r\n", "-Service name contains white space\r\n"),
+    Exchange("tcpmux\t\r\n", "-Service name contains white space\r\n"),
+    Exchange("tcpmüx\r\n", "-Service name contains a non-ASCII byte\r\n"),
+    Exchange("\r\n", "-Empty service name\r\n"),
+    Exchange(String(repeating: "a", count: 257) + "\r\n", "-Service name longer than 256 bytes\r\n"),
+    Exchange(String(repeating: "a", count: 256) + "\r\n", unknown),
+    Exchange("tcpmux", "-Connection closed before the end of the request line\r\n"),
+    Exchange("tcpmux\r", "-Connection closed before the end of the request line\r\n"),
+    Exchange("", "-No request received\r\n"),
+]
+
+@Suite struct BadInputTests {
+    @Test(arguments: badInputs)
+    func rejected(_ row: Exchange) throws {
+        let received = try exchange(row.request)
+        #expect(received == row.reply)
+        #expect(isPrintableLines(received))
+    }
+
+    /// An overlong name is refused at the byte past the cap, while the client is
+    /// still sending and long before the deadline: no truncation, no waiting for
+    /// a line end (the BSD inetds truncate at 258 and carry on).
+    @Test func overlongLineRefusedAtOnce() throws {
+        let connection = try Connection(["-t", "30"])
+        try connection.send(String(repeating: "x", count: 300))
+        let (bytes, end) = connection.receiveAll(timeout: 10)
+        #expect(String(decoding: bytes, as: UTF8.self) == "-Service name longer than 256 bytes\r\n")
+        #expect(end == .endOfStream)
+        #expect(connection.finish() == 0)
+    }
+
+    /// A bad byte is refused at once, the rest of the line never awaited.
+    @Test func badByteRefusedAtOnce() throws {
+        let connection = try Connection(["-t", "30"])
+        try connection.send("tcp\0")
+        let (bytes, end) = connection.receiveAll(timeout: 10)
+        #expect(String(decoding: bytes, as: UTF8.self) == "-Service name contains a control character\r\n")
+        #expect(end == .endOfStream)
+        #expect(connection.finish() == 0)
+    }
+
+    /// Garbage pipelined after a refused request, still in flight when we reply:
+    /// the client gets the whole `-` line, a FIN, and no reset even while it keeps
+    /// its side open until the server has exited (the seed exits with unread input
+    /// and the kernel resets the connection).
+    @Test func pipelinedGarbageAfterReject() throws {
+        let connection = try Connection()
+        try connection.send("nonsense\r\n" + String(repeating: "garbage ", count: 32768))
+        #expect(connection.replyText() == unknown)
+        #expect(connection.server.wait() == 0)
+        #expect(connection.pendingError() == 0, "the connection was reset")
+        #expect(connection.finish() == 0)
+    }
+}
+
+@Suite struct DeadlineTests {
+    /// A client that sends nothing gets a `-` line at the deadline (-t), then a close.
+    @Test func idleClientClosedAtDeadline() throws {
+        let connection = try Connection(["-t", "1"])
+        let reply = connection.replyText(timeout: 10)
+        let elapsed = now() - connection.started
+        #expect(reply == "-Timed out waiting for the request\r\n")
+        #expect(elapsed >= 1.0 && elapsed < 4.0, "closed at the 1 s deadline, took \(elapsed) s")
+        #expect(connection.finish() == 0)
+    }
+
+    /// The deadline is total, not per read: a byte every 0.2 s cannot extend it
+    /// (FreeBSD re-arms alarm(10) on every read).
+    @Test func slowDripClosedAtTotalDeadline() throws {
+        let connection = try Connection(["-t", "2"])
+        var replyReady = false
+        while !replyReady && now() - connection.started < 10 {
+            try? connection.send("a")
+            var entry = pollfd(fd: connection.client, events: Int16(POLLIN), revents: 0)
+            replyReady = poll(&entry, 1, 200) > 0
+        }
+        let reply = connection.replyText(timeout: 10)
+        let elapsed = now() - connection.started
+        #expect(reply == "-Timed out waiting for the request\r\n")
+        #expect(elapsed >= 2.0 && elapsed < 5.0, "closed at the 2 s deadline, took \(elapsed) s")
+        #expect(connection.finish() == 0)
+    }
+
+    /// Nested requests share the one deadline.
+    @Test func nestedRequestsShareTheDeadline() throws {
+        let connection = try Connection(["-t", "1"])
+        try connection.send("tcpmux\r\n")
+        let reply = connection.replyText(timeout: 10)
+        #expect(reply == "+OK\r\n-Timed out waiting for the request\r\n")
+        #expect(connection.finish() == 0)
+    }
+}
+
+@Suite struct ClientBehaviourTests {
+    /// A client that half-closes after its request still gets the whole reply.
+    @Test func halfClosedClient() throws {
+        let connection = try Connection()
+        try connection.send("tcpmux\r\nhelp\r\n")
+        connection.shutdownWrite()
+        #expect(connection.replyText() == "+OK\r\ntcpmux\r\n")
+        #expect(connection.finish() == 0)
+    }
+
+    /// A reset mid-line: nobody to answer; the process exits 0 at once, no crash.
+    @Test func resetMidLine() throws {
+        let connection = try Connection(["-t", "30"])
+        try connection.send("tcp")
+        usleep(100_000)
+        connection.reset()
+        #expect(connection.server.wait(timeout: 10) == 0)
+        #expect(now() - connection.started < 10, "did not wait for the deadline")
+    }
+
+    /// A client that vanishes before reading its replies: writes fail with EPIPE
+    /// or ECONNRESET, never a SIGPIPE death.
+    @Test func clientGoneBeforeReply() throws {
+        let connection = try Connection()
+        try connection.send(String(repeating: "tcpmux\r\n", count: 16) + "HELP\r\n")
+        connection.reset()
+        #expect(connection.server.wait(timeout: 10) == 0)
+    }
+
+    /// 100 connections at once, each its own process, each answered exactly.
+    @Test func hundredConcurrentConnections() throws {
+        let connections = try (0..<100).map { _ in try Connection() }
+        for connection in connections {
+            try connection.send("tcpmux\r\nHELP\r\n")
+        }
+        for connection in connections {
+            #expect(connection.replyText() == "+OK\r\ntcpmux\r\n")
+        }
+        for connection in connections {
+            #expect(connection.finish() == 0)
+        }
+    }
+}
+
+/// Runs the binary with pipes on fd 0, 1 and 2, as from a shell.
+func runWithPipes(_ arguments: [String], input: String) throws -> (status: Int32, stdout: String, stderr: String) {
+    var pipes: [[Int32]] = []
+    for _ in 0..<3 {
+        var ends: [Int32] = [0, 0]
+        try spawnLock.withLock {
+            try check("pipe", pipe(&ends))
+            ends.forEach { _ = closeOnExec($0) }
+        }
+        pipes.append(ends)
+    }
+    let child = try Child([serverBinary] + arguments, stdin: pipes[0][0], stdout: pipes[1][1], stderr: pipes[2][1])
+    close(pipes[0][0]); close(pipes[1][1]); close(pipes[2][1])
+    let bytes = Array(input.utf8)
+    _ = bytes.withUnsafeBytes { write(pipes[0][1], $0.baseAddress, $0.count) }
+    close(pipes[0][1])
+    func drain(_ fd: Int32) -> String {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count <= 0 { break }
+            out += buffer[..<count]
+        }
+        close(fd)
+        return String(decoding: out, as: UTF8.self)
+    }
+    let stdout = drain(pipes[1][0])
+    let stderr = drain(pipes[2][0])
+    return (child.wait(), stdout, stderr)
+}
+
+@Suite struct CommandLineTests {
+    /// From a shell, fd 0 and 1 are pipes: the same protocol, nothing on stderr.
+    @Test func pipes() throws {
+        let run = try runWithPipes([], input: "tcpmux\r\nHELP\r\n")
+        #expect(run.status == 0)
+        #expect(run.stdout == "+OK\r\ntcpmux\r\n")
+        #expect(run.stderr == "")
+    }
+
+    /// -d copies the connection's log line to stderr, request escaped.
+    @Test func debugLogLine() throws {
+        let run = try runWithPipes(["-d"], input: "tcpmux\r\nbad\u{1}name\r\n")
+        #expect(run.stdout == "+OK\r\n-Service name contains a control character\r\n")
+        #expect(run.stderr.contains("peer local (not a socket): \"tcpmux\" accepted tcpmux, nested TCPMUX; \"bad\\x01\" rejected: Service name contains a control character"),
+                "stderr was: \(run.stderr)")
+    }
+
+    @Test(arguments: [["-x"], ["-t", "0"], ["-t"], ["extra"]])
+    func badArgumentExits64(_ arguments: [String]) throws {
+        let run = try runWithPipes(arguments, input: "HELP\r\n")
+        #expect(run.status == 64)
+        #expect(run.stdout == "")
+        #expect(run.stderr.hasSuffix("usage: in.tcpmuxd [-dhV] [-t seconds]\n"))
+    }
+
+    @Test func helpAndVersion() throws {
+        #expect(try runWithPipes(["-h"], input: "").stdout == "usage: in.tcpmuxd [-dhV] [-t seconds]\n")
+        #expect(try runWithPipes(["-V"], input: "").stdout.hasPrefix("in.tcpmuxd "))
+    }
+}
