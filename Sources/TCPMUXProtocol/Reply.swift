@@ -16,6 +16,10 @@ public enum Rejection: Equatable, Sendable, CaseIterable {
     /// Also the answer to a client that may not use the service, so that a refusal
     /// does not reveal that the service exists.
     case unknownService
+    /// The configuration could not be read or is invalid: fail closed.
+    case tableUnavailable
+    /// The program or backend could not be reached; decided before any `+`.
+    case handOffFailed
 
     /// The explanation after the `-`: printable ASCII, no CR or LF.
     public var message: String {
@@ -32,6 +36,8 @@ public enum Rejection: Equatable, Sendable, CaseIterable {
         case .timedOut: "Timed out waiting for the request"
         case .nestingTooDeep: "Too many nested tcpmux requests"
         case .unknownService: "Service not available"
+        case .tableUnavailable: "Service table unavailable"
+        case .handOffFailed: "Service temporarily unavailable"
         }
     }
 }

@@ -1,7 +1,7 @@
 import TCPMUXProtocol
 
 /// The decisions of one TCPMUX connection, from request to reply. Pure: the shell
-/// reads the requests and writes the replies.
+/// reads the requests, writes the replies and performs the hand-offs.
 public struct Session: Sendable {
     /// How many `tcpmux` requests may nest on one connection; each costs a line
     /// of input, so the bound keeps one connection's work finite.
@@ -12,39 +12,58 @@ public struct Session: Sendable {
         case readRequest
         /// Half-close, drain and exit.
         case close
+        /// Prepare the hand-off; only once it is ready, write the service's
+        /// acceptance (if the server writes it) and hand the connection over.
+        /// A hand-off that cannot be prepared gets `.handOffFailed` instead.
+        case handOff(Service)
     }
 
     public struct Decision: Equatable, Sendable {
-        public let reply: Reply
+        /// nil for a hand-off: its `+` waits until the hand-off is ready.
+        public let reply: Reply?
         public let next: Next
         /// What the log says of the decision.
         public let summary: String
     }
 
-    public let table: ServiceTable
+    /// nil when the configuration could not be loaded: every request is refused.
+    public let table: ServiceTable?
+    public let endpoints: Endpoints
     public private(set) var nesting = 0
 
-    public init(table: ServiceTable) {
+    public init(table: ServiceTable?, endpoints: Endpoints = Endpoints(client: nil, local: nil)) {
         self.table = table
+        self.endpoints = endpoints
     }
 
     /// The answer to one parsed request line.
     public mutating func decide(_ outcome: RequestParser.Outcome) -> Decision {
         switch outcome {
-        case .rejected(let rejection):
-            return refuse(rejection)
-        case .request(let name) where name == .help:
-            let names = table.services.map(\.name)
+        case .rejected(let rejection): refuse(rejection)
+        case .request(let name): decide(request: name)
+        }
+    }
+
+    private mutating func decide(request name: ServiceName) -> Decision {
+        guard let table else { return refuse(.tableUnavailable) }
+        if name == .help {
+            guard table.help.enabled, table.help.access.allows(endpoints) else { return refuse(.unknownService) }
+            let names = table.helpList(for: endpoints)
             return Decision(reply: .serviceList(names), next: .close, summary: "help (\(names.count) listed)")
-        case .request(let name):
-            guard let service = table.service(named: name) else { return refuse(.unknownService) }
-            switch service.handOff {
-            case .tcpmux:
-                guard nesting < Self.maximumNesting else { return refuse(.nestingTooDeep) }
-                nesting += 1
-                return Decision(reply: .positive(service.acceptance), next: .readRequest,
-                                summary: "accepted \(service.name), nested TCPMUX")
-            }
+        }
+        // A client the service does not allow gets the same line as for a name
+        // that does not exist, so a refusal does not reveal the service.
+        guard let service = table.service(named: name), service.access.allows(endpoints) else {
+            return refuse(.unknownService)
+        }
+        switch service.handOff {
+        case .tcpmux:
+            guard nesting < Self.maximumNesting else { return refuse(.nestingTooDeep) }
+            nesting += 1
+            return Decision(reply: service.acceptance ?? .positive(""), next: .readRequest,
+                            summary: "accepted \(service.name), nested TCPMUX")
+        case .exec, .forward:
+            return Decision(reply: nil, next: .handOff(service), summary: "selected \(service.name)")
         }
     }
 

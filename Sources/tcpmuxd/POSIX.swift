@@ -6,6 +6,7 @@ import Musl
 #else
 #error("in.tcpmuxd needs Glibc or Musl")
 #endif
+import TCPMUXServices
 
 /// An errno value; `description` is strerror's text.
 struct Errno: Error, CustomStringConvertible {
@@ -36,6 +37,9 @@ struct Deadline {
         clock_gettime(CLOCK_MONOTONIC, &time)
         return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
     }
+
+    /// Milliseconds since this instant, for the log.
+    var elapsedMilliseconds: Int64 { (Deadline.now() - nanoseconds) / 1_000_000 }
 
     /// What is left, in whole milliseconds rounded up, as poll(2) takes it; 0 once passed.
     var remainingMilliseconds: Int32 {
@@ -118,47 +122,43 @@ func closeConnection(input: Int32, output: Int32, drainUntil deadline: Deadline,
     }
 }
 
-/// The address of the far end of `fd` (getpeername(2)) as text: `192.0.2.1:1234`,
-/// `[2001:db8::1]:1234`; or what `fd` is when it has none.
-func peerAddress(of fd: Int32) -> String {
+/// An address and port of a TCP connection.
+struct SocketAddress: CustomStringConvertible {
+    let address: IPAddress
+    let port: UInt16
+
+    /// `192.0.2.1:1234` or `[2001:db8::1]:1234`.
+    var description: String { address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)" }
+}
+
+/// The far end (getpeername(2)) or our end (getsockname(2)) of the connection on
+/// `fd`; nil when `fd` is not an IP socket (a pipe, when run from a shell).
+func socketAddress(of fd: Int32, peer: Bool) -> SocketAddress? {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     let status = withUnsafeMutablePointer(to: &storage) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
-    }
-    guard status == 0 else {
-        return errno == ENOTSOCK ? "local (not a socket)" : "unknown (\(Errno.current))"
-    }
-    switch Int32(storage.ss_family) {
-    case AF_INET:
-        return withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                var ip = address.pointee.sin_addr
-                return "\(numericText(AF_INET, &ip)):\(UInt16(bigEndian: address.pointee.sin_port))"
-            }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length)
         }
-    case AF_INET6:
-        return withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                var ip = address.pointee.sin6_addr
-                return "[\(numericText(AF_INET6, &ip))]:\(UInt16(bigEndian: address.pointee.sin6_port))"
+    }
+    guard status == 0 else { return nil }
+    let family = Int32(storage.ss_family)
+    return withUnsafeBytes(of: storage) { raw in
+        switch family {
+        case AF_INET:
+            let address = raw.load(as: sockaddr_in.self)
+            return withUnsafeBytes(of: address.sin_addr) { ip in
+                IPAddress(bytes: Array(ip)).map { SocketAddress(address: $0, port: UInt16(bigEndian: address.sin_port)) }
             }
+        case AF_INET6:
+            let address = raw.load(as: sockaddr_in6.self)
+            return withUnsafeBytes(of: address.sin6_addr) { ip in
+                IPAddress(bytes: Array(ip)).map { SocketAddress(address: $0, port: UInt16(bigEndian: address.sin6_port)) }
+            }
+        default:
+            return nil
         }
-    case AF_UNIX:
-        return "unix"
-    default:
-        return "family \(storage.ss_family)"
     }
-}
-
-/// An IPv4 or IPv6 address in numeric form (inet_ntop(3): no resolver, nothing
-/// for a static binary to load).
-private func numericText(_ family: Int32, _ address: UnsafeRawPointer) -> String {
-    var text = [UInt8](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-    let ok = text.withUnsafeMutableBytes {
-        inet_ntop(family, address, $0.baseAddress!.assumingMemoryBound(to: CChar.self), socklen_t($0.count)) != nil
-    }
-    return ok ? String(decoding: text.prefix { $0 != 0 }, as: UTF8.self) : "?"
 }
 
 /// Keeps a client that closed early from killing us with SIGPIPE: writes then

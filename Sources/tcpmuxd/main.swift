@@ -15,7 +15,34 @@ let replyOutput: Int32 = 1
 let closingSeconds = 2
 /// The most we drain from a client after our last reply.
 let drainLimit = 1 << 20
-let version = "in.tcpmuxd 0.1.0"
+let version = "in.tcpmuxd 0.2.0"
+
+func printText(_ text: String, to fd: Int32) {
+    _ = writeAll(Array(text.utf8), to: fd, before: .after(seconds: closingSeconds))
+}
+
+/// The connection's one syslog line, built as it goes: who, then each event.
+struct Transcript {
+    private let connection: String
+    private var events: [String] = []
+
+    init(client: SocketAddress?, local: SocketAddress?) {
+        if let client, let local { connection = "peer \(client) on \(local)" }
+        else { connection = "peer (not a socket)" }
+    }
+
+    mutating func append(_ event: String) { events.append(event) }
+    func log() { SystemLog.info("\(connection): \(events.joined(separator: "; "))") }
+
+    /// Writes a reply to the client; a failure is noted, for the log.
+    mutating func send(_ reply: Reply) -> Bool {
+        if case .failure(let error) = writeAll(reply.bytes, to: replyOutput, before: .after(seconds: closingSeconds)) {
+            append("reply lost: \(error)")
+            return false
+        }
+        return true
+    }
+}
 
 // 1. Arguments. A mistake here is the administrator's, made at a terminal or in
 //    inetd.conf: say so on stderr and exit EX_USAGE.
@@ -23,31 +50,55 @@ let options: Options
 do {
     options = try Options(arguments: Array(CommandLine.arguments.dropFirst()))
 } catch {
-    _ = writeAll(Array("in.tcpmuxd: \(error)\n\(Options.usage)\n".utf8), to: 2, before: .after(seconds: closingSeconds))
+    printText("in.tcpmuxd: \(error)\n\(Options.usage)\n", to: 2)
     exit(64)
 }
 switch options.action {
 case .printUsage:
-    _ = writeAll(Array("\(Options.usage)\n".utf8), to: 1, before: .after(seconds: closingSeconds))
+    printText("\(Options.usage)\n", to: 1)
     exit(0)
 case .printVersion:
-    _ = writeAll(Array("\(version)\n".utf8), to: 1, before: .after(seconds: closingSeconds))
+    printText("\(version)\n", to: 1)
     exit(0)
-case .serve:
+case .checkConfiguration, .serve:
     break
 }
 
-// 2. From here on fd 2 may be the client's socket: diagnostics go to syslog only,
+// 2. The service table, before a byte from the client: the file, or the built-in
+//    table when there is no file. `-n` prints it and stops here.
+let loaded = loadServiceTable(options)
+if options.action == .checkConfiguration {
+    switch loaded {
+    case .success(let (table, source)):
+        printText("# \(source)\n" + Configuration.normalized(table), to: 1)
+        exit(0)
+    case .failure(let error as InvalidConfiguration):
+        printText(error.errors.map { "\($0)\n" }.joined(), to: 2)
+        exit(1)
+    case .failure(let error):
+        printText("in.tcpmuxd: \(error)\n", to: 2)
+        exit(1)
+    }
+}
+
+// 3. From here on fd 2 may be the client's socket: diagnostics go to syslog only,
 //    and a vanished client is an EPIPE to handle, not a signal to die of.
 ignoreBrokenPipes()
 SystemLog.open(copyToStandardError: options.debug)
-let peer = peerAddress(of: requestInput)
+if case .failure(let error) = loaded {
+    // Fail closed: every request of this connection gets a `-` line.
+    SystemLog.error("service table unavailable: \(error)")
+}
+let client = socketAddress(of: requestInput, peer: true)
+let local = socketAddress(of: requestInput, peer: false)
+var session = Session(table: try? loaded.get().table,
+                      endpoints: Endpoints(client: client?.address, local: local?.address))
+var transcript = Transcript(client: client, local: local)
 
-// 3. The requests. One total deadline covers every request of the connection,
+// 4. The requests. One total deadline covers every request of the connection,
 //    nested ones included: a client dripping a byte a second cannot extend it.
 let deadline = Deadline.after(seconds: options.timeoutSeconds)
-var session = Session(table: .builtIn)
-var transcript: [String] = []
+var selected: Service?
 conversation: while true {
     var parser = RequestParser()
     var outcome: RequestParser.Outcome?
@@ -66,20 +117,59 @@ conversation: while true {
         }
     }
     let decision = session.decide(outcome!)
-    let request: String
-    if case .request(let name) = outcome! { request = "\"\(escapedForLog(name.bytes))\"" }
-    else { request = "\"\(escapedForLog(parser.received))\"" }
-    transcript.append("\(request) \(decision.summary)")
-
-    if case .failure(let error) = writeAll(decision.reply.bytes, to: replyOutput, before: .after(seconds: closingSeconds)) {
-        transcript.append("reply lost: \(error)")
+    if case .request(let name) = outcome! {
+        transcript.append("\"\(escapedForLog(name.bytes))\" \(decision.summary)")
+    } else {
+        transcript.append("\"\(escapedForLog(parser.received))\" \(decision.summary)")
+    }
+    if let reply = decision.reply, !transcript.send(reply) { break conversation }
+    switch decision.next {
+    case .readRequest: continue conversation
+    case .close: break conversation
+    case .handOff(let service):
+        selected = service
         break conversation
     }
-    if decision.next == .close { break conversation }
 }
 
-// 4. Close without losing the last reply, log the connection, exit.
+// 5. The hand-off, prepared in full before the `+`: a program that cannot run or
+//    a backend that does not answer gets a `-` line instead.
+switch selected?.handOff {
+case .exec(let program)?:
+    let service = selected!
+    switch prepareExec(program) {
+    case .failure(let failure):
+        transcript.append("exec failed: \(failure)")
+        _ = transcript.send(.negative(.handOffFailed))
+    case .success:
+        if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
+        transcript.append("exec \(program.path) as \(program.credentials?.user ?? "self")")
+        transcript.log()
+        let environment = serviceEnvironment(service: service.name.description, client: client, local: local)
+        let error = execProgram(program, environment: environment, input: requestInput, output: replyOutput)
+        SystemLog.error("exec \(program.path) after +: \(error)")
+        exit(1)
+    }
+case .forward(let target)?:
+    let service = selected!
+    switch connectBackend(target, before: .after(seconds: connectSeconds)) {
+    case .failure(let failure):
+        transcript.append("forward failed: \(failure)")
+        _ = transcript.send(.negative(.handOffFailed))
+    case .success(let backend):
+        if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
+        let started = Deadline.after(seconds: 0)
+        let (up, down) = relay(input: requestInput, output: replyOutput, backend: backend)
+        transcript.append("forward \(target): \(up) bytes up, \(down) bytes down, \(started.elapsedMilliseconds) ms")
+        transcript.log()
+        exit(0)
+    }
+case .tcpmux?, nil:
+    break
+}
+
+// 6. Close without losing the last reply, log the connection, exit.
 closeConnection(input: requestInput, output: replyOutput,
                 drainUntil: .after(seconds: closingSeconds), limit: drainLimit)
-SystemLog.info("peer \(peer): \(transcript.joined(separator: "; "))")
+transcript.log()
 exit(0)

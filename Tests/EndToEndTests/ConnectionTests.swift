@@ -253,7 +253,7 @@ func runWithPipes(_ arguments: [String], input: String) throws -> (status: Int32
     @Test func debugLogLine() throws {
         let run = try runWithPipes(["-d"], input: "tcpmux\r\nbad\u{1}name\r\n")
         #expect(run.stdout == "+OK\r\n-Service name contains a control character\r\n")
-        #expect(run.stderr.contains("peer local (not a socket): \"tcpmux\" accepted tcpmux, nested TCPMUX; \"bad\\x01\" rejected: Service name contains a control character"),
+        #expect(run.stderr.contains("peer (not a socket): \"tcpmux\" accepted tcpmux, nested TCPMUX; \"bad\\x01\" rejected: Service name contains a control character"),
                 "stderr was: \(run.stderr)")
     }
 
@@ -262,11 +262,11 @@ func runWithPipes(_ arguments: [String], input: String) throws -> (status: Int32
         let run = try runWithPipes(arguments, input: "HELP\r\n")
         #expect(run.status == 64)
         #expect(run.stdout == "")
-        #expect(run.stderr.hasSuffix("usage: in.tcpmuxd [-dhV] [-t seconds]\n"))
+        #expect(run.stderr.hasSuffix("usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds]\n"))
     }
 
     @Test func helpAndVersion() throws {
-        #expect(try runWithPipes(["-h"], input: "").stdout == "usage: in.tcpmuxd [-dhV] [-t seconds]\n")
+        #expect(try runWithPipes(["-h"], input: "").stdout == "usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds]\n")
         #expect(try runWithPipes(["-V"], input: "").stdout.hasPrefix("in.tcpmuxd "))
     }
 }

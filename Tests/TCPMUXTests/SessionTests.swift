@@ -6,7 +6,7 @@ func name(_ text: String) -> ServiceName { ServiceName(text)! }
 
 @Suite struct ServiceTableTests {
     @Test func builtInIsTheSeeds() {
-        #expect(ServiceTable.builtIn.services == [Service(name: name("tcpmux"), handOff: .tcpmux, acceptance: "OK")])
+        #expect(ServiceTable.builtIn.services == [Service(name: name("tcpmux"), handOff: .tcpmux, acknowledgement: .server("OK"))])
     }
 
     @Test(arguments: ["tcpmux", "TCPMUX", "TcpMux"])
@@ -36,7 +36,7 @@ func name(_ text: String) -> ServiceName { ServiceName(text)! }
         var session = Session(table: .builtIn)
         let decision = session.decide(.request(name(text)))
         #expect(decision.reply == .serviceList([name("tcpmux")]))
-        #expect(decision.reply.bytes == Array("tcpmux\r\n".utf8), "no status line for HELP (RFC 1078)")
+        #expect(decision.reply?.bytes == Array("tcpmux\r\n".utf8), "no status line for HELP (RFC 1078)")
         #expect(decision.next == .close)
     }
 
@@ -63,7 +63,7 @@ func name(_ text: String) -> ServiceName { ServiceName(text)! }
     @Test func unknownServiceIsRefused() {
         var session = Session(table: .builtIn)
         let decision = session.decide(.request(name("finger")))
-        #expect(decision.reply.bytes == Array("-Service not available\r\n".utf8))
+        #expect(decision.reply?.bytes == Array("-Service not available\r\n".utf8))
         #expect(decision.next == .close)
     }
 

@@ -1,0 +1,97 @@
+// The exec hand-off: the program takes over the connection on fd 0, 1 and 2, as
+// under inetd. Every check that can fail is made before the `+` is written.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import TCPMUXServices
+
+struct HandOffFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Checks that `program` can run as its user, then becomes that user
+/// (setgroups, setgid, setuid, each checked): after this, nothing runs as root.
+/// The anchors reply `+Go` first and fail later; we fail here, before any `+`.
+func prepareExec(_ program: Program) -> Result<Void, HandOffFailure> {
+    var status = stat()
+    guard stat(program.path, &status) == 0 else {
+        return .failure(HandOffFailure("\(program.path): \(Errno.current)"))
+    }
+    guard status.st_mode & S_IFMT == S_IFREG else { return .failure(HandOffFailure("\(program.path): not a regular file")) }
+    let uid = program.credentials?.uid ?? geteuid()
+    let groups = program.credentials?.groups ?? [getegid()]
+    let executable: mode_t = uid == 0 ? (S_IXUSR | S_IXGRP | S_IXOTH)
+        : status.st_uid == uid ? S_IXUSR
+        : groups.contains(status.st_gid) ? S_IXGRP
+        : S_IXOTH
+    guard status.st_mode & executable != 0 else {
+        return .failure(HandOffFailure("\(program.path): not executable by uid \(uid)"))
+    }
+    return switchUser(to: program.credentials)
+}
+
+private func switchUser(to credentials: Credentials?) -> Result<Void, HandOffFailure> {
+    guard let credentials else {
+        // The configuration gives every service a user when we run as root; this
+        // is the last guard against a service inheriting root (CVE-2013-4342).
+        return geteuid() == 0 ? .failure(HandOffFailure("no user for a service of a root server")) : .success(())
+    }
+    if geteuid() != 0 {
+        guard credentials.uid == geteuid(), credentials.gid == getegid() else {
+            return .failure(HandOffFailure("cannot become user \(credentials.user): the server is not root"))
+        }
+        return .success(())
+    }
+    var groups = credentials.groups.map { gid_t($0) }
+    guard setgroups(groups.count, &groups) == 0 else { return .failure(HandOffFailure("setgroups: \(Errno.current)")) }
+    guard setgid(gid_t(credentials.gid)) == 0 else { return .failure(HandOffFailure("setgid \(credentials.gid): \(Errno.current)")) }
+    guard setuid(uid_t(credentials.uid)) == 0 else { return .failure(HandOffFailure("setuid \(credentials.uid): \(Errno.current)")) }
+    // Trust, but verify: every id changed, and root cannot be had back.
+    guard getuid() == credentials.uid, geteuid() == credentials.uid,
+          getgid() == credentials.gid, getegid() == credentials.gid,
+          credentials.uid == 0 || setuid(0) == -1 else {
+        return .failure(HandOffFailure("user switch to \(credentials.user) did not hold"))
+    }
+    return .success(())
+}
+
+/// The service's environment: nothing of ours, the connection's addresses under
+/// ucspi-tcp's names, and the service name.
+func serviceEnvironment(service: String, client: SocketAddress?, local: SocketAddress?) -> [String] {
+    var environment = ["PATH=/usr/local/bin:/usr/bin:/bin", "PROTO=TCP", "TCPMUXSERVICE=\(service)"]
+    if let client { environment += ["TCPREMOTEIP=\(client.address)", "TCPREMOTEPORT=\(client.port)"] }
+    if let local { environment += ["TCPLOCALIP=\(local.address)", "TCPLOCALPORT=\(local.port)"] }
+    return environment
+}
+
+/// Replaces this process with the program: the connection on fd 0, 1 and 2, no
+/// other descriptor, default signal dispositions. Returns only on failure.
+func execProgram(_ program: Program, environment: [String], input: Int32, output: Int32) -> Errno {
+    signal(SIGPIPE, SIG_DFL)
+    if input != 0 { dup2(input, 0) }
+    if output != 1 { dup2(output, 1) }
+    dup2(1, 2)
+    closelog()
+    markDescriptorsCloseOnExec(from: 3)
+    let argv = program.arguments.map { strdup($0) } + [nil]
+    let envp = environment.map { strdup($0) } + [nil]
+    execve(program.path, argv, envp)
+    return .current
+}
+
+/// FD_CLOEXEC on every open descriptor from `first` up, as listed in
+/// /proc/self/fd (or, without /proc, up to 1024).
+private func markDescriptorsCloseOnExec(from first: Int32) {
+    guard let directory = opendir("/proc/self/fd") else {
+        for fd in first..<1024 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return
+    }
+    defer { closedir(directory) }
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if let fd = Int32(name), fd >= first { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    }
+}

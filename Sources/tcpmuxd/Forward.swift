@@ -1,0 +1,148 @@
+// The forward hand-off: connect to a configured local daemon before any `+`,
+// then relay both directions until both are closed.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import TCPMUXServices
+
+/// How long a backend may take to accept the connection.
+let connectSeconds = 5
+
+/// Connects to `target` (non-blocking connect, poll(2) bounded by `deadline`).
+/// Returns a non-blocking, close-on-exec socket.
+func connectBackend(_ target: ForwardTarget, before deadline: Deadline) -> Result<Int32, HandOffFailure> {
+    var storage = sockaddr_storage()
+    let length: Int
+    switch target {
+    case .tcp(let address, let port) where address.isIPv4:
+        var ipv4 = sockaddr_in()
+        ipv4.sin_family = sa_family_t(AF_INET)
+        ipv4.sin_port = port.bigEndian
+        withUnsafeMutableBytes(of: &ipv4.sin_addr) { $0.copyBytes(from: address.bytes) }
+        length = MemoryLayout<sockaddr_in>.size
+        withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: ipv4, as: sockaddr_in.self) }
+    case .tcp(let address, let port):
+        var ipv6 = sockaddr_in6()
+        ipv6.sin6_family = sa_family_t(AF_INET6)
+        ipv6.sin6_port = port.bigEndian
+        withUnsafeMutableBytes(of: &ipv6.sin6_addr) { $0.copyBytes(from: address.bytes) }
+        length = MemoryLayout<sockaddr_in6>.size
+        withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: ipv6, as: sockaddr_in6.self) }
+    case .unix(let path):
+        var unix = sockaddr_un()
+        unix.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &unix.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        length = MemoryLayout<sockaddr_un>.size
+        withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: unix, as: sockaddr_un.self) }
+    }
+    let fd = socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return .failure(HandOffFailure("socket: \(Errno.current)")) }
+    let status = withUnsafePointer(to: &storage) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
+    }
+    if status == 0 { return .success(fd) }
+    var problem = errno
+    if problem == EINPROGRESS || problem == EINTR {
+        var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        var ready: Int32 = 0
+        repeat { ready = poll(&entry, 1, deadline.remainingMilliseconds) } while ready == -1 && errno == EINTR
+        if ready == 0 {
+            problem = ETIMEDOUT
+        } else {
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &problem, &length)
+        }
+        if problem == 0 { return .success(fd) }
+    }
+    close(fd)
+    return .failure(HandOffFailure("connect \(target): \(Errno(code: problem))"))
+}
+
+/// One direction of the relay: bytes read from `source` wait in `buffer` until
+/// `destination` takes them all; nothing more is read meanwhile (backpressure,
+/// and memory bounded by the buffer).
+private struct Direction {
+    let source: Int32
+    let destination: Int32
+    var buffer: [UInt8]
+    var start = 0
+    var end = 0
+    var sourceEnded = false
+    var finished = false
+    var total = 0
+
+    init(from source: Int32, to destination: Int32, capacity: Int) {
+        self.source = source
+        self.destination = destination
+        self.buffer = [UInt8](repeating: 0, count: capacity)
+    }
+
+    var wantsInput: Bool { !finished && !sourceEnded && start == end }
+    var wantsOutput: Bool { !finished && start < end }
+
+    mutating func fill() {
+        let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress!, $0.count) }
+        if count > 0 {
+            start = 0
+            end = count
+        } else if count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            sourceEnded = true
+        }
+        finishIfDrained()
+    }
+
+    mutating func flush() {
+        let count = buffer.withUnsafeBytes { write(destination, $0.baseAddress! + start, end - start) }
+        if count > 0 {
+            start += count
+            total += count
+        } else if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+            // The reader is gone: what is left can never be delivered.
+            start = end
+            sourceEnded = true
+        }
+        finishIfDrained()
+    }
+
+    /// Once the source ended and all was delivered, pass the half-close on.
+    private mutating func finishIfDrained() {
+        guard sourceEnded, start == end, !finished else { return }
+        finished = true
+        if shutdown(destination, Int32(SHUT_WR)) == -1 && errno == ENOTSOCK { close(destination) }
+    }
+}
+
+/// Relays client → backend and backend → client until both directions have
+/// ended, passing each half-close on. Returns the bytes delivered each way.
+func relay(input: Int32, output: Int32, backend: Int32) -> (up: Int, down: Int) {
+    for fd in [input, output] {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+    let capacity = 256 * 1024
+    var directions = [Direction(from: input, to: backend, capacity: capacity),
+                      Direction(from: backend, to: output, capacity: capacity)]
+    while directions.contains(where: { !$0.finished }) {
+        var entries: [pollfd] = []
+        var owners: [(index: Int, input: Bool)] = []
+        for (index, direction) in directions.enumerated() {
+            if direction.wantsInput {
+                entries.append(pollfd(fd: direction.source, events: Int16(POLLIN), revents: 0))
+                owners.append((index, true))
+            } else if direction.wantsOutput {
+                entries.append(pollfd(fd: direction.destination, events: Int16(POLLOUT), revents: 0))
+                owners.append((index, false))
+            }
+        }
+        let ready = poll(&entries, nfds_t(entries.count), -1)
+        if ready == -1 {
+            if errno == EINTR { continue }
+            break
+        }
+        for (entry, owner) in zip(entries, owners) where entry.revents != 0 {
+            if owner.input { directions[owner.index].fill() } else { directions[owner.index].flush() }
+        }
+    }
+    return (directions[0].total, directions[1].total)
+}
