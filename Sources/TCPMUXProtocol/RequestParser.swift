@@ -45,7 +45,7 @@ public struct RequestParser: Sendable {
         received.append(byte)
         switch state {
         case .done:
-            return nil
+            preconditionFailure()
         case .carriageReturn:
             state = .done
             guard byte == lineFeed else { return .rejected(.strayCarriageReturn) }

@@ -48,7 +48,8 @@ public struct Options: Equatable, Sendable {
                     configurationFile = try Options.value(of: "-f", &flags, &remaining)
                 case UInt8(ascii: "t"):
                     let value = try Options.value(of: "-t", &flags, &remaining)
-                    guard let seconds = Int(value), Self.timeoutRange.contains(seconds) else {
+                    guard value.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let seconds = Int(value),
+                          Self.timeoutRange.contains(seconds) else {
                         throw UsageError(description: "-t \(value): not a whole number of seconds from \(Self.timeoutRange.lowerBound) to \(Self.timeoutRange.upperBound)")
                     }
                     timeoutSeconds = seconds

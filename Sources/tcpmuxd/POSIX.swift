@@ -49,7 +49,9 @@ struct Deadline {
 }
 
 /// Waits until `fd` is ready for `events` or the deadline passes. True if ready
-/// (or in error or hung up: the following call will tell).
+/// (or in error or hung up: the following call will tell). A failing poll(2)
+/// counts as the deadline passing: the blocking call after it could otherwise
+/// wait without one.
 private func wait(for events: Int32, on fd: Int32, before deadline: Deadline) -> Bool {
     while true {
         let timeout = deadline.remainingMilliseconds
@@ -57,7 +59,7 @@ private func wait(for events: Int32, on fd: Int32, before deadline: Deadline) ->
         var entry = pollfd(fd: fd, events: Int16(events), revents: 0)
         let ready = poll(&entry, 1, timeout)
         if ready > 0 { return true }
-        if ready == -1 && errno != EINTR { return true }
+        if ready == -1 && errno != EINTR { return false }
     }
 }
 
@@ -108,7 +110,7 @@ func writeAll(_ bytes: [UInt8], to fd: Int32, before deadline: Deadline) -> Resu
 /// `limit` bytes went by. Exiting with unread input would make the kernel reset
 /// the connection, and the client could lose our reply.
 func closeConnection(input: Int32, output: Int32, drainUntil deadline: Deadline, limit: Int) {
-    if shutdown(output, Int32(SHUT_WR)) == -1 {
+    if shutdown(output, Int32(SHUT_WR)) == -1 && errno == ENOTSOCK {
         close(output)
     }
     var buffer = [UInt8](repeating: 0, count: 4096)

@@ -209,7 +209,9 @@ let badInputs: [Exchange] = [
 }
 
 /// Runs the binary with pipes on fd 0, 1 and 2, as from a shell.
-func runWithPipes(_ arguments: [String], input: String) throws -> (status: Int32, stdout: String, stderr: String) {
+/// With `closeOutputsFirst`, nobody reads stdout and stderr: they are closed before
+/// the child can write.
+func runWithPipes(_ arguments: [String], input: String, closeOutputsFirst: Bool = false) throws -> (status: Int32, stdout: String, stderr: String) {
     var pipes: [[Int32]] = []
     for _ in 0..<3 {
         var ends: [Int32] = [0, 0]
@@ -221,6 +223,9 @@ func runWithPipes(_ arguments: [String], input: String) throws -> (status: Int32
     }
     let child = try Child([serverBinary] + arguments, stdin: pipes[0][0], stdout: pipes[1][1], stderr: pipes[2][1])
     close(pipes[0][0]); close(pipes[1][1]); close(pipes[2][1])
+    if closeOutputsFirst {
+        close(pipes[1][0]); close(pipes[2][0])
+    }
     let bytes = Array(input.utf8)
     _ = bytes.withUnsafeBytes { write(pipes[0][1], $0.baseAddress, $0.count) }
     close(pipes[0][1])
@@ -235,6 +240,7 @@ func runWithPipes(_ arguments: [String], input: String) throws -> (status: Int32
         close(fd)
         return String(decoding: out, as: UTF8.self)
     }
+    if closeOutputsFirst { return (child.wait(), "", "") }
     let stdout = drain(pipes[1][0])
     let stderr = drain(pipes[2][0])
     return (child.wait(), stdout, stderr)
@@ -266,7 +272,19 @@ func runWithPipes(_ arguments: [String], input: String) throws -> (status: Int32
     }
 
     @Test func helpAndVersion() throws {
-        #expect(try runWithPipes(["-h"], input: "").stdout == "usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds]\n")
-        #expect(try runWithPipes(["-V"], input: "").stdout.hasPrefix("in.tcpmuxd "))
+        let help = try runWithPipes(["-h"], input: "")
+        #expect(help.status == 0 && help.stderr == "")
+        #expect(help.stdout == "usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds]\n")
+        let version = try runWithPipes(["-V"], input: "")
+        #expect(version.status == 0 && version.stderr == "")
+        #expect(version.stdout.hasPrefix("in.tcpmuxd "))
+    }
+
+    /// Whoever reads our output may be gone before we write: EPIPE, not death by
+    /// SIGPIPE, for a reply and for a usage message alike.
+    @Test(arguments: [[], ["-x"], ["-h"]])
+    func readerGone(_ arguments: [String]) throws {
+        let run = try runWithPipes(arguments, input: "tcpmux\r\nHELP\r\n", closeOutputsFirst: true)
+        #expect(run.status == (arguments == ["-x"] ? 64 : 0))
     }
 }

@@ -5,7 +5,7 @@ import Testing
 /// decides, and how many bytes it consumed to decide (never past the CRLF).
 struct ParserCase: CustomTestStringConvertible, Sendable {
     let input: [UInt8]
-    /// nil: the input ends before an outcome, and `endOfInput()` gives the rejection.
+    /// Where the input ends before an outcome, `endOfInput()`'s rejection.
     let outcome: RequestParser.Outcome
     let consumed: Int
 

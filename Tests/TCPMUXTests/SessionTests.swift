@@ -102,6 +102,9 @@ func name(_ text: String) -> ServiceName { ServiceName(text)! }
         (["-t", "3601"], "-t 3601: not a whole number of seconds from 1 to 3600"),
         (["-t", "1.5"], "-t 1.5: not a whole number of seconds from 1 to 3600"),
         (["-t", "ten"], "-t ten: not a whole number of seconds from 1 to 3600"),
+        (["-t", "+5"], "-t +5: not a whole number of seconds from 1 to 3600"),
+        (["-f"], "option -f needs a value"),
+        (["-f", ""], "option -f needs a value"),
         (["extra"], "unexpected argument extra"),
         (["-d", "--", "-t"], "unexpected argument -t"),
     ])
