@@ -25,7 +25,8 @@ let package = Package(
                              .when(configuration: .release)),
             ]
         ),
-        .testTarget(name: "TCPMUXTests", dependencies: ["TCPMUXProtocol", "TCPMUXServices"]),
+        .testTarget(name: "TCPMUXTests", dependencies: ["TCPMUXProtocol", "TCPMUXServices"],
+                    exclude: ["Configurations"]),
         // Depends on the executable so `swift test` builds the binary it spawns.
         .testTarget(name: "EndToEndTests", dependencies: ["tcpmuxd"]),
     ]

@@ -10,8 +10,9 @@ public struct ConfigurationError: Error, Equatable, Sendable, CustomStringConver
 }
 
 /// Every mistake found in a file: none of it is used.
-public struct InvalidConfiguration: Error, Equatable, Sendable {
+public struct InvalidConfiguration: Error, Equatable, Sendable, CustomStringConvertible {
     public let errors: [ConfigurationError]
+    public var description: String { errors.map(\.description).joined(separator: "; ") }
 }
 
 /// The configuration file (tcpmuxd.conf(5)): one service per line, in the spirit
@@ -53,7 +54,9 @@ public enum Configuration {
 
     public static func parse(_ text: String, file: String, context: Context) throws(InvalidConfiguration) -> ServiceTable {
         var parser = LineParser(file: file, context: context)
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift: split on both line ends.
+        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
+        for (index, line) in lines.enumerated() {
             parser.parse(line, number: index + 1)
         }
         guard parser.errors.isEmpty else { throw InvalidConfiguration(errors: parser.errors) }

@@ -54,12 +54,14 @@ public struct Network: Equatable, Sendable, CustomStringConvertible {
     public init?(_ text: String) {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let address = IPAddress(String(parts[0])) else { return nil }
-        let bits = address.bytes.count * 8
-        var length = bits
+        // The prefix counts bits of the address as written: `::ffff:10.0.0.0/104`
+        // is the IPv4 block 10.0.0.0/8.
+        let writtenBits = parts[0].contains(":") ? 128 : 32
+        var length = address.bytes.count * 8
         if parts.count == 2 {
-            guard let given = Int(parts[1]), (0...bits).contains(given), parts[1].allSatisfy(\.isASCII) else { return nil }
-            // `::ffff:10.0.0.0/104` is the IPv4 block 10.0.0.0/8.
-            length = given - (parts[0].contains(":") && address.isIPv4 ? 96 : 0)
+            guard !parts[1].isEmpty, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let given = Int(parts[1]), given <= writtenBits else { return nil }
+            length = given - (writtenBits - address.bytes.count * 8)
             guard length >= 0 else { return nil }
         }
         // Host bits must be zero: `10.0.0.1/8` is more likely a typo than a wish.

@@ -30,7 +30,22 @@ func prepareExec(_ program: Program) -> Result<Void, HandOffFailure> {
     guard status.st_mode & executable != 0 else {
         return .failure(HandOffFailure("\(program.path): not executable by uid \(uid)"))
     }
+    if let problem = formatProblem(program.path) { return .failure(HandOffFailure("\(program.path): \(problem)")) }
     return switchUser(to: program.credentials)
+}
+
+/// Why execve(2) would refuse the file's format (ENOEXEC), judged by its first
+/// bytes: an ELF image or a `#!` script is what Linux runs. A file we may not
+/// read is left to execve (execute-only binaries exist).
+private func formatProblem(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var magic = [UInt8](repeating: 0, count: 4)
+    let count = magic.withUnsafeMutableBytes { read(fd, $0.baseAddress!, 4) }
+    if count >= 2 && magic[0] == UInt8(ascii: "#") && magic[1] == UInt8(ascii: "!") { return nil }
+    if count == 4 && magic == [0x7F, UInt8(ascii: "E"), UInt8(ascii: "L"), UInt8(ascii: "F")] { return nil }
+    return "neither an ELF executable nor a #! script"
 }
 
 private func switchUser(to credentials: Credentials?) -> Result<Void, HandOffFailure> {
@@ -68,9 +83,11 @@ func serviceEnvironment(service: String, client: SocketAddress?, local: SocketAd
 }
 
 /// Replaces this process with the program: the connection on fd 0, 1 and 2, no
-/// other descriptor, default signal dispositions. Returns only on failure.
+/// other descriptor, default signal dispositions, `/` as working directory (as
+/// under inetd). Returns only on failure.
 func execProgram(_ program: Program, environment: [String], input: Int32, output: Int32) -> Errno {
     signal(SIGPIPE, SIG_DFL)
+    _ = chdir("/")
     if input != 0 { dup2(input, 0) }
     if output != 1 { dup2(output, 1) }
     dup2(1, 2)

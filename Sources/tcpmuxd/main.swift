@@ -45,7 +45,9 @@ struct Transcript {
 }
 
 // 1. Arguments. A mistake here is the administrator's, made at a terminal or in
-//    inetd.conf: say so on stderr and exit EX_USAGE.
+//    inetd.conf: say so on stderr and exit EX_USAGE. Whoever reads our output
+//    may be gone: a write then fails with EPIPE instead of killing us.
+ignoreBrokenPipes()
 let options: Options
 do {
     options = try Options(arguments: Array(CommandLine.arguments.dropFirst()))
@@ -81,9 +83,7 @@ if options.action == .checkConfiguration {
     }
 }
 
-// 3. From here on fd 2 may be the client's socket: diagnostics go to syslog only,
-//    and a vanished client is an EPIPE to handle, not a signal to die of.
-ignoreBrokenPipes()
+// 3. From here on fd 2 may be the client's socket: diagnostics go to syslog only.
 SystemLog.open(copyToStandardError: options.debug)
 if case .failure(let error) = loaded {
     // Fail closed: every request of this connection gets a `-` line.
@@ -168,8 +168,8 @@ case .tcpmux?, nil:
     break
 }
 
-// 6. Close without losing the last reply, log the connection, exit.
+// 6. Log the connection, then close without losing the last reply, and exit.
+transcript.log()
 closeConnection(input: requestInput, output: replyOutput,
                 drainUntil: .after(seconds: closingSeconds), limit: drainLimit)
-transcript.log()
 exit(0)

@@ -70,8 +70,9 @@ func listeningSocket(_ endpoint: Endpoint = .ipv4("127.0.0.1")) throws -> Int32 
     }
 }
 
-/// Connects to a listening socket's own address (getsockname).
-func connectSocket(to listener: Int32) throws -> Int32 {
+/// Connects to a listening socket's own address (getsockname), from `source`
+/// (an IPv4 loopback address) if given.
+func connectSocket(to listener: Int32, from source: String? = nil) throws -> Int32 {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     _ = try withUnsafeMutablePointer(to: &storage) {
@@ -80,6 +81,16 @@ func connectSocket(to listener: Int32) throws -> Int32 {
         }
     }
     let fd = try check("socket", socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+    if let source {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, source, &address.sin_addr)
+        _ = try withUnsafePointer(to: &address) {
+            try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                try check("bind", bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)))
+            }
+        }
+    }
     _ = try withUnsafePointer(to: &storage) {
         try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             try check("connect", connect(fd, $0, length))
@@ -154,22 +165,24 @@ final class Child {
 }
 
 /// One connection to a freshly spawned in.tcpmuxd, from the client's side.
-final class Connection {
-    let client: Int32
+final class Connection: @unchecked Sendable {
+    /// The client's socket; -1 once closed by `reset()`.
+    private(set) var client: Int32
     let server: Child
     let started = now()
 
-    /// Starts in.tcpmuxd with `arguments` on an accepted loopback connection.
-    init(_ arguments: [String] = [], endpoint: Endpoint = .ipv4("127.0.0.1")) throws {
+    /// Starts in.tcpmuxd with `arguments` on an accepted loopback connection,
+    /// arriving on `endpoint` from `source`.
+    init(_ arguments: [String] = [], endpoint: Endpoint = .ipv4("127.0.0.1"), source: String? = nil) throws {
         let listener = try listeningSocket(endpoint)
         defer { close(listener) }
-        client = try connectSocket(to: listener)
+        client = try connectSocket(to: listener, from: source)
         let accepted = try check("accept", spawnLock.withLock { closeOnExec(accept(listener, nil, nil)) })
         defer { close(accepted) }
         server = try Child([serverBinary] + arguments, stdin: accepted, stdout: accepted, stderr: accepted)
     }
 
-    deinit { close(client) }
+    deinit { if client >= 0 { close(client) } }
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }
 
@@ -193,11 +206,13 @@ final class Connection {
     /// Half-closes the client's side: the server sees end of input.
     func shutdownWrite() { shutdown(client, Int32(SHUT_WR)) }
 
-    /// Closes with a TCP reset (SO_LINGER 0).
+    /// Closes with a TCP reset: close(2) with SO_LINGER {1, 0} (a shutdown would
+    /// send a FIN).
     func reset() {
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         setsockopt(client, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        shutdown(client, Int32(SHUT_RDWR))
+        close(client)
+        client = -1
     }
 
     enum End: Equatable {
@@ -235,15 +250,16 @@ final class Connection {
 
     /// Closes our side (so the server's drain ends) and returns its exit status.
     func finish(timeout: Double = 15) -> Int32 {
-        shutdown(client, Int32(SHUT_RDWR))
+        if client >= 0 { shutdown(client, Int32(SHUT_RDWR)) }
         return server.wait(timeout: timeout)
     }
 }
 
 /// Sends `request` on a new connection, half-closes, and returns the exact reply
 /// after checking the clean close and exit status 0.
-func exchange(_ request: String, arguments: [String] = [], sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-    let connection = try Connection(arguments)
+func exchange(_ request: String, arguments: [String] = [], endpoint: Endpoint = .ipv4("127.0.0.1"), source: String? = nil,
+              sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+    let connection = try Connection(arguments, endpoint: endpoint, source: source)
     try connection.send(request)
     connection.shutdownWrite()
     let reply = connection.replyText(sourceLocation: sourceLocation)
@@ -267,4 +283,128 @@ func isPrintableLines(_ text: String) -> Bool {
         index += 1
     }
     return true
+}
+
+/// A configuration file in a fresh temporary directory, removed with the value.
+final class ConfigurationFile {
+    let directory: String
+    let path: String
+
+    init(_ text: String, mode: mode_t = 0o644) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tcpmuxd-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        path = directory + "/tcpmuxd.conf"
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, mode)
+    }
+
+    /// A file beside the configuration (a script, a socket path).
+    func sibling(_ name: String) -> String { directory + "/" + name }
+
+    var arguments: [String] { ["-f", path] }
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+/// Runs `body` on a new thread; `join` waits for it to end.
+final class Background: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        Thread { [done] in
+            body()
+            done.signal()
+        }.start()
+    }
+
+    func join() { done.wait() }
+}
+
+/// A backend for forward hand-offs, on TCP loopback or a Unix socket: each
+/// connection is handled by `serve` on its own thread.
+final class Backend: @unchecked Sendable {
+    let listener: Int32
+    /// For the configuration: `127.0.0.1:PORT` or the socket path.
+    let target: String
+
+    init(unixPath: String? = nil, serve: @escaping @Sendable (Int32) -> Void) throws {
+        let fd: Int32
+        if let unixPath {
+            fd = try check("socket", socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(unixPath.utf8)) }
+            _ = try withUnsafePointer(to: &address) {
+                try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    try check("bind", bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)))
+                }
+            }
+            try check("listen", listen(fd, 64))
+            target = unixPath
+        } else {
+            fd = try listeningSocket()
+            var address = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+            target = "127.0.0.1:\(UInt16(bigEndian: address.sin_port))"
+        }
+        listener = fd
+        Thread {
+            while true {
+                // Wait outside the lock: accept(2) under it would block every spawn.
+                var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if poll(&entry, 1, -1) < 0 && errno == EINTR { continue }
+                let connection = spawnLock.withLock { closeOnExec(accept(fd, nil, nil)) }
+                if connection < 0 { return }
+                Thread {
+                    serve(connection)
+                    close(connection)
+                }.start()
+            }
+        }.start()
+    }
+
+    /// Echoes every byte until end of input, then closes its side.
+    static let echo: @Sendable (Int32) -> Void = { fd in
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            var sent = 0
+            while sent < count {
+                let written = buffer[sent..<count].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if written <= 0 { return }
+                sent += written
+            }
+        }
+        shutdown(fd, Int32(SHUT_WR))
+    }
+
+    deinit {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
+}
+
+/// Sends `payload` from a second thread while reading everything back, so
+/// neither side's buffers can fill and stall; half-closes after sending.
+func sendAndReceive(_ connection: Connection, _ payload: [UInt8]) -> (bytes: [UInt8], end: Connection.End) {
+    let sender = Background { [connection] in
+        try? connection.send(payload)
+        connection.shutdownWrite()
+    }
+    let received = connection.receiveAll(timeout: 60)
+    sender.join()
+    return received
+}
+
+/// Bytes that are not all alike, reproducibly.
+func pseudoRandomBytes(_ count: Int, seed: UInt64 = 0x9E3779B97F4A7C15) -> [UInt8] {
+    var state = seed
+    return (0..<count).map { _ in
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        return UInt8(truncatingIfNeeded: state)
+    }
 }

@@ -1,0 +1,250 @@
+import Foundation
+import Testing
+import TCPMUXProtocol
+@testable import TCPMUXServices
+
+/// Fixed accounts, so the golden files do not depend on the machine.
+let testAccounts = Accounts(
+    passwd: """
+    root:x:0:0:root:/root:/bin/sh
+    # a comment
+    +nisuser::::::
+    alice:x:1000:1000:Alice:/home/alice:/bin/sh
+    nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+    broken:x:notanumber:1
+    """,
+    group: """
+    root:x:0:
+    staff:x:50:alice,bob
+    wheel:x:10:bob,alice
+    alice:x:1000:
+    nogroup:x:65534:
+    """)
+
+func context(root: Bool = true) -> Configuration.Context {
+    Configuration.Context(runningAsRoot: root) { testAccounts }
+}
+
+let configurations = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Configurations")
+
+func goldenFiles(_ folder: String) -> [String] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: configurations.appendingPathComponent(folder).path)) ?? []
+    return names.filter { $0.hasSuffix(".conf") }.sorted()
+}
+
+/// Compares with the golden file beside `file` (`.ok` or `.err`); with
+/// GOLDEN_UPDATE=1 in the environment, writes it instead.
+func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: String) throws {
+    let golden = configurations.appendingPathComponent(folder).appendingPathComponent(file.replacingOccurrences(of: ".conf", with: suffix))
+    if ProcessInfo.processInfo.environment["GOLDEN_UPDATE"] == "1" {
+        try actual.write(to: golden, atomically: true, encoding: .utf8)
+    }
+    let expected = try String(contentsOf: golden, encoding: .utf8)
+    #expect(actual == expected, "\(folder)/\(file)")
+}
+
+@Suite struct ConfigurationGoldenTests {
+    @Test func goldenFilesExist() {
+        #expect(goldenFiles("valid").count >= 3)
+        #expect(goldenFiles("invalid").count >= 3)
+    }
+
+    /// A valid file's normalized table (what -n prints), which must itself parse
+    /// back to the same table.
+    @Test(arguments: goldenFiles("valid"))
+    func valid(_ file: String) throws {
+        let text = try String(contentsOf: configurations.appendingPathComponent("valid/\(file)"), encoding: .utf8)
+        let table = try Configuration.parse(text, file: file, context: context())
+        let normalized = Configuration.normalized(table)
+        try expectGolden(normalized, "valid", file, ".ok")
+        #expect(try Configuration.parse(normalized, file: "normalized", context: context()) == table)
+    }
+
+    /// An invalid file's errors, every one, as `FILE:LINE: message`.
+    @Test(arguments: goldenFiles("invalid"))
+    func invalid(_ file: String) throws {
+        let text = try String(contentsOf: configurations.appendingPathComponent("invalid/\(file)"), encoding: .utf8)
+        do throws(InvalidConfiguration) {
+            _ = try Configuration.parse(text, file: file, context: context())
+            Issue.record("\(file) parsed")
+        } catch {
+            let lines = error.errors.map { "\($0)\n" }.joined()
+            try expectGolden(lines, "invalid", file, ".err")
+            // At most one error per line: parsing a line stops at its first mistake.
+            #expect(Set(error.errors.map(\.line)).count == error.errors.count)
+        }
+    }
+}
+
+@Suite struct ConfigurationTests {
+    func parse(_ text: String, root: Bool = true) throws(InvalidConfiguration) -> ServiceTable {
+        try Configuration.parse(text, file: "t.conf", context: context(root: root))
+    }
+
+    func errors(_ text: String, root: Bool = true) -> [String] {
+        do throws(InvalidConfiguration) {
+            _ = try parse(text, root: root)
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    /// A root server never runs a service as root by accident (CVE-2013-4342):
+    /// without user=, nobody.
+    @Test func rootServerDefaultsToNobody() throws {
+        let table = try parse("echo exec /bin/cat cat")
+        #expect(table.services[0].handOff == .exec(Program(path: "/bin/cat", arguments: ["cat"],
+                credentials: Credentials(user: "nobody", uid: 65534, gid: 65534, groups: [65534]))))
+    }
+
+    /// A server that is not root runs services as itself; group= alone means nothing then.
+    @Test func nonRootServerRunsAsItself() throws {
+        let table = try parse("echo exec /bin/cat cat", root: false)
+        #expect(table.services[0].handOff == .exec(Program(path: "/bin/cat", arguments: ["cat"], credentials: nil)))
+        #expect(errors("echo group=staff exec /bin/cat", root: false) == ["t.conf:1: group= needs user="])
+    }
+
+    /// Supplementary groups as initgroups(3) would set them.
+    @Test func supplementaryGroups() throws {
+        let table = try parse("id user=alice exec /usr/bin/id")
+        guard case .exec(let program) = table.services[0].handOff else { Issue.record("not exec"); return }
+        #expect(program.credentials == Credentials(user: "alice", uid: 1000, gid: 1000, groups: [1000, 50, 10]))
+    }
+
+    /// The account files are read only when a line needs them.
+    @Test func accountsReadOnlyWhenNeeded() throws {
+        nonisolated(unsafe) var reads = 0
+        let counting = Configuration.Context(runningAsRoot: true) { reads += 1; return testAccounts }
+        _ = try Configuration.parse("tcpmux tcpmux\nweb forward 127.0.0.1:80", file: "t", context: counting)
+        #expect(reads == 0)
+        _ = try Configuration.parse("a exec /bin/a\nb exec /bin/b", file: "t", context: counting)
+        #expect(reads == 1)
+    }
+
+    @Test func namesCollideWithoutRegardToCase() {
+        #expect(errors("Echo tcpmux\necho tcpmux") == ["t.conf:2: duplicate service name \"echo\" (first at line 1)"])
+    }
+
+    @Test func windowsLineEndsAreWhiteSpace() throws {
+        #expect(try parse("tcpmux tcpmux\r\n").services.count == 1)
+    }
+
+    @Test func fields() throws {
+        #expect(try TCPMUXServices.fields(of: #"a "b c" d"e f"g "" # x"#) == ["a", "b c", "de fg", ""])
+        #expect(try TCPMUXServices.fields(of: #""\"\\" x#y"#) == [#""\"#, "x#y"])
+        #expect(try TCPMUXServices.fields(of: "  # all comment") == [])
+    }
+
+    @Test func quotingRoundTrips() throws {
+        for field in ["plain", "two words", "", "#hash", "a\"b", "back\\slash", "tab\there"] {
+            #expect(try TCPMUXServices.fields(of: Substring(Configuration.quoted(field))) == [field])
+        }
+    }
+}
+
+@Suite struct NetworkTests {
+    @Test func addresses() {
+        #expect(IPAddress("127.0.0.1")?.bytes == [127, 0, 0, 1])
+        #expect(IPAddress("::ffff:10.1.2.3")?.bytes == [10, 1, 2, 3], "IPv4-mapped is IPv4")
+        #expect(IPAddress("::1")?.bytes.count == 16)
+        #expect(IPAddress("localhost") == nil, "numeric only: no resolver")
+        #expect(IPAddress("1.2.3") == nil)
+        #expect(IPAddress("2001:db8::1")?.description == "2001:db8::1")
+    }
+
+    @Test(arguments: [
+        ("10.0.0.0/8", "10.255.1.2", true), ("10.0.0.0/8", "11.0.0.0", false),
+        ("0.0.0.0/0", "192.0.2.1", true), ("0.0.0.0/0", "::1", false),
+        ("192.0.2.7", "192.0.2.7", true), ("192.0.2.7", "192.0.2.8", false),
+        ("192.0.2.128/25", "192.0.2.200", true), ("192.0.2.128/25", "192.0.2.100", false),
+        ("2001:db8::/32", "2001:db8:ffff::1", true), ("2001:db8::/32", "2001:db9::1", false),
+        ("::/0", "::1", true), ("::/0", "127.0.0.1", false),
+        ("10.0.0.0/8", "::ffff:10.9.9.9", true),
+        ("::ffff:10.0.0.0/104", "10.1.1.1", true),
+        ("fe80::/10", "febf::1", true), ("fe80::/10", "fec0::1", false),
+    ])
+    func contains(_ network: String, _ address: String, _ inside: Bool) throws {
+        let block = try #require(Network(network))
+        #expect(block.contains(try #require(IPAddress(address))) == inside)
+    }
+
+    @Test(arguments: ["10.0.0.1/8", "10.0.0.0/33", "::1/129", "10.0.0.0/", "/8", "10.0.0.0/-1", "10.0.0.0/+8", "example.com", "::ffff:10.0.0.0/95"])
+    func invalidNetworks(_ text: String) {
+        #expect(Network(text) == nil)
+    }
+
+    @Test(arguments: [
+        ("127.0.0.1:80", true), ("[::1]:8080", true), ("/run/a.sock", true),
+        ("127.0.0.1:0", false), ("127.0.0.1:65536", false), ("localhost:80", false), ("[127.0.0.1]:80", false),
+        ("::1:80", false), ("127.0.0.1", false), ("relative.sock", false),
+        ("/" + String(repeating: "a", count: 107), false), ("/" + String(repeating: "a", count: 106), true),
+    ])
+    func forwardTargets(_ text: String, _ valid: Bool) {
+        #expect((ForwardTarget(text) != nil) == valid)
+        if let target = ForwardTarget(text) { #expect(target.description == text) }
+    }
+}
+
+@Suite struct AccessTests {
+    let table = try! Configuration.parse("""
+        open tcpmux
+        inside allow=10.0.0.0/8 tcpmux
+        front local=192.0.2.1 tcpmux
+        secret hidden tcpmux
+        """, file: "t", context: context())
+
+    func endpoints(_ client: String, _ local: String) -> Endpoints {
+        Endpoints(client: IPAddress(client), local: IPAddress(local))
+    }
+
+    /// HELP shows only what this client may use, and never a hidden service.
+    @Test func helpListsWhatTheClientMayUse() {
+        #expect(table.helpList(for: endpoints("10.1.1.1", "192.0.2.1")).map(\.description) == ["open", "inside", "front"])
+        #expect(table.helpList(for: endpoints("203.0.113.9", "192.0.2.1")).map(\.description) == ["open", "front"])
+        #expect(table.helpList(for: endpoints("10.1.1.1", "198.51.100.1")).map(\.description) == ["open", "inside"])
+        #expect(table.helpList(for: Endpoints(client: nil, local: nil)).map(\.description) == ["open"],
+                "without addresses (a pipe), only unrestricted services")
+    }
+
+    /// A refused client gets exactly the unknown-service line.
+    @Test func refusalLooksLikeUnknown() {
+        var outside = Session(table: table, endpoints: endpoints("203.0.113.9", "192.0.2.1"))
+        let refused = outside.decide(.request(ServiceName("inside")!))
+        let unknown = outside.decide(.request(ServiceName("nosuch")!))
+        #expect(refused.reply == unknown.reply)
+        #expect(refused.reply == .negative(.unknownService))
+        var inside = Session(table: table, endpoints: endpoints("10.0.0.5", "192.0.2.1"))
+        #expect(inside.decide(.request(ServiceName("inside")!)).reply == .positive("OK"))
+        #expect(inside.decide(.request(ServiceName("secret")!)).reply == .positive("OK"), "hidden, not refused")
+    }
+
+    @Test func helpPolicy() throws {
+        let off = try Configuration.parse("a tcpmux\nHELP off", file: "t", context: context())
+        var session = Session(table: off)
+        #expect(session.decide(.request(.help)).reply == .negative(.unknownService))
+        let limited = try Configuration.parse("a tcpmux\nHELP allow=10.0.0.0/8", file: "t", context: context())
+        var outside = Session(table: limited, endpoints: endpoints("192.0.2.9", "192.0.2.1"))
+        #expect(outside.decide(.request(.help)).reply == .negative(.unknownService))
+        var inside = Session(table: limited, endpoints: endpoints("10.0.0.9", "192.0.2.1"))
+        #expect(inside.decide(.request(.help)).reply == .serviceList([ServiceName("a")!]))
+    }
+
+    /// Without a table (the file failed), every request is refused: fail closed.
+    @Test func noTableFailsClosed() {
+        var session = Session(table: nil)
+        #expect(session.decide(.request(.help)).reply == .negative(.tableUnavailable))
+        #expect(session.decide(.request(ServiceName("tcpmux")!)).reply == .negative(.tableUnavailable))
+    }
+
+    /// Exec and forward wait for the hand-off to be ready before any `+`.
+    @Test func handOffHasNoReplyYet() throws {
+        let table = try Configuration.parse("e exec /bin/cat\nf ack=service forward 127.0.0.1:1", file: "t", context: context())
+        var session = Session(table: table)
+        let exec = session.decide(.request(ServiceName("E")!))
+        #expect(exec.reply == nil)
+        #expect(exec.next == .handOff(table.services[0]))
+        #expect(table.services[0].acceptance == .positive("OK"))
+        #expect(table.services[1].acceptance == nil, "ack=service: the service writes its own +")
+    }
+}
