@@ -74,3 +74,19 @@ import Glibc
         #expect(run.stdout.contains("swift build -c release --product in.tcpmuxd"))
     }
 }
+
+/// The README's Deploying section quotes the shipped examples: the quotes
+/// must not drift from the files (white space aside).
+@Test func readmeQuotesTheShippedExamples() throws {
+    func folded(_ text: some StringProtocol) -> String { text.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
+    let readme = try readText("\(packageRoot)/README.md")
+    let deploying = folded(try #require(readme.components(separatedBy: "## Deploying").last))
+    let inetdLine = try #require(try Example.text(Example.inetdConf).split(separator: "\n").first { !$0.hasPrefix("#") })
+    #expect(deploying.contains(folded(inetdLine)))
+    let xinetdBlock = try Example.text(Example.xinetdService).split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }
+    #expect(deploying.contains(folded(xinetdBlock.joined(separator: "\n"))))
+    for key in ["ExecStart", "StandardInput", "StandardOutput", "StandardError"] {
+        let value = try Example.unitValue(key, in: try Example.text(Example.systemdService), of: Example.systemdService)
+        #expect(deploying.contains("\(key)=\(value)"))
+    }
+}
