@@ -322,11 +322,13 @@ enum Superserver: String, CaseIterable, Sendable, CustomTestStringConvertible {
     var testDescription: String { rawValue }
 
     /// openbsd-inetd writes /run/inetd.pid, and removes it when it exits: a
-    /// running system inetd would lose its pid file to ours.
+    /// running system inetd would lose its pid file to ours. (One that another
+    /// test run started, from its own directory, would not mind.)
     static var otherInetdRunning: Int32? {
         guard let text = try? readText("/run/inetd.pid"), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
               kill(pid, 0) == 0 else { return nil }
-        return pid
+        let commandLine = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return commandLine.contains(Deployment.directoryPrefix + Superserver.openbsdInetd.rawValue) ? nil : pid
     }
 }
 
@@ -362,12 +364,13 @@ final class Deployment {
     /// The binary under test, copied where the superserver's user can run it.
     let binary: String
     private var daemon: Child?
+    static let directoryPrefix = "/tmp/tcpmuxd-"
 
     /// `forwardPort`: where the example's forward service (`web`) relays to.
     init(_ superserver: Superserver, forwardPort: UInt16, sourceLocation: SourceLocation = #_sourceLocation) throws {
         self.superserver = superserver
         let program = try superserver.tool.require(sourceLocation: sourceLocation)
-        var template = Array("/tmp/tcpmuxd-\(superserver.rawValue).XXXXXX".utf8CString)
+        var template = Array("\(Deployment.directoryPrefix)\(superserver.rawValue).XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw SystemCallError("mkdtemp") }
         directory = String(cString: made)
         // The superserver may run in.tcpmuxd as nobody, which must read its files.
