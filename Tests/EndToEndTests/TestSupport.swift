@@ -133,10 +133,23 @@ final class Child {
         for index in 0..<3 {
             posix_spawn_file_actions_adddup2(&actions, Int32(100 + index), Int32(index))
         }
+        // As a superserver starts it: no signal blocked (the test runner's
+        // threads block some, and a mask survives exec), none ignored.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        posix_spawnattr_setsigmask(&attributes, &signals)
+        for signal in [SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2] {
+            sigaddset(&signals, signal)
+        }
+        posix_spawnattr_setsigdefault(&attributes, &signals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        let status = spawnLock.withLock { posix_spawn(&pid, arguments[0], &actions, nil, argv, environ) }
+        let status = spawnLock.withLock { posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ) }
         if status != 0 { errno = status; throw SystemCallError("posix_spawn \(arguments[0])") }
         self.pid = pid
     }
@@ -158,32 +171,38 @@ final class Child {
             }
             usleep(2_000)
         }
-        let signal = status & 0x7F
-        exitStatus = signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+        exitStatus = Child.decode(status)
         return exitStatus!
+    }
+
+    /// Whether it has exited (and is reaped), without waiting.
+    var hasExited: Bool {
+        if exitStatus != nil { return true }
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+        exitStatus = Child.decode(status)
+        return true
+    }
+
+    private static func decode(_ status: Int32) -> Int32 {
+        let signal = status & 0x7F
+        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
     }
 }
 
-/// One connection to a freshly spawned in.tcpmuxd, from the client's side.
-final class Connection: @unchecked Sendable {
-    /// The client's socket; -1 once closed by `reset()`.
-    private(set) var client: Int32
-    let server: Child
-    let started = now()
+/// The client's side of a TCP connection: send, half-close, read to the end.
+protocol ClientSocket: AnyObject {
+    var client: Int32 { get }
+}
 
-    /// Starts in.tcpmuxd with `arguments` on an accepted loopback connection,
-    /// arriving on `endpoint` from `source`.
-    init(_ arguments: [String] = [], endpoint: Endpoint = .ipv4("127.0.0.1"), source: String? = nil) throws {
-        let listener = try listeningSocket(endpoint)
-        defer { close(listener) }
-        client = try connectSocket(to: listener, from: source)
-        let accepted = try check("accept", spawnLock.withLock { closeOnExec(accept(listener, nil, nil)) })
-        defer { close(accepted) }
-        server = try Child([serverBinary] + arguments, stdin: accepted, stdout: accepted, stderr: accepted)
-    }
+/// How a read to the end of a connection ended.
+enum ConnectionEnd: Equatable {
+    case endOfStream
+    case reset
+    case timedOut
+}
 
-    deinit { if client >= 0 { close(client) } }
-
+extension ClientSocket {
     func send(_ text: String) throws { try send(Array(text.utf8)) }
 
     func send(_ bytes: [UInt8]) throws {
@@ -206,23 +225,8 @@ final class Connection: @unchecked Sendable {
     /// Half-closes the client's side: the server sees end of input.
     func shutdownWrite() { shutdown(client, Int32(SHUT_WR)) }
 
-    /// Closes with a TCP reset: close(2) with SO_LINGER {1, 0} (a shutdown would
-    /// send a FIN).
-    func reset() {
-        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-        setsockopt(client, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        close(client)
-        client = -1
-    }
-
-    enum End: Equatable {
-        case endOfStream
-        case reset
-        case timedOut
-    }
-
     /// Reads until the server closes its side (or `timeout`): the exact bytes, and how it ended.
-    func receiveAll(timeout: Double = 15) -> (bytes: [UInt8], end: End) {
+    func receiveAll(timeout: Double = 15) -> (bytes: [UInt8], end: ConnectionEnd) {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         let end = now() + timeout
@@ -246,6 +250,36 @@ final class Connection: @unchecked Sendable {
         let (bytes, end) = receiveAll(timeout: timeout)
         #expect(end == .endOfStream, "the server closes with FIN, not a reset or silence", sourceLocation: sourceLocation)
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// One connection to a freshly spawned in.tcpmuxd, from the client's side.
+final class Connection: ClientSocket, @unchecked Sendable {
+    /// The client's socket; -1 once closed by `reset()`.
+    private(set) var client: Int32
+    let server: Child
+    let started = now()
+
+    /// Starts in.tcpmuxd with `arguments` on an accepted loopback connection,
+    /// arriving on `endpoint` from `source`.
+    init(_ arguments: [String] = [], endpoint: Endpoint = .ipv4("127.0.0.1"), source: String? = nil) throws {
+        let listener = try listeningSocket(endpoint)
+        defer { close(listener) }
+        client = try connectSocket(to: listener, from: source)
+        let accepted = try check("accept", spawnLock.withLock { closeOnExec(accept(listener, nil, nil)) })
+        defer { close(accepted) }
+        server = try Child([serverBinary] + arguments, stdin: accepted, stdout: accepted, stderr: accepted)
+    }
+
+    deinit { if client >= 0 { close(client) } }
+
+    /// Closes with a TCP reset: close(2) with SO_LINGER {1, 0} (a shutdown would
+    /// send a FIN).
+    func reset() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(client, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(client)
+        client = -1
     }
 
     /// Closes our side (so the server's drain ends) and returns its exit status.
@@ -390,7 +424,7 @@ final class Backend: @unchecked Sendable {
 
 /// Sends `payload` from a second thread while reading everything back, so
 /// neither side's buffers can fill and stall; half-closes after sending.
-func sendAndReceive(_ connection: Connection, _ payload: [UInt8]) -> (bytes: [UInt8], end: Connection.End) {
+func sendAndReceive(_ connection: Connection, _ payload: [UInt8]) -> (bytes: [UInt8], end: ConnectionEnd) {
     let sender = Background { [connection] in
         try? connection.send(payload)
         connection.shutdownWrite()
