@@ -6,7 +6,16 @@ import Musl
 #else
 #error("in.tcpmuxd needs Glibc or Musl")
 #endif
+import CommandLineArguments
 import TCPMUXServices
+
+/// The arguments after the program name. Not CommandLine.arguments: the static
+/// Swift runtime reads those through /proc and returns none when no descriptor
+/// is free at start-up, which would silently drop `-f` (fail open).
+func commandLineArguments() -> [String] {
+    let arguments = command_line_arguments()
+    return (1..<max(Int(command_line_count()), 1)).map { String(cString: arguments![$0]!) }
+}
 
 /// An errno value; `description` is strerror's text.
 struct Errno: Error, CustomStringConvertible {
