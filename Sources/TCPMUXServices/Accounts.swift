@@ -1,3 +1,5 @@
+import TCPMUXProtocol
+
 /// Users and groups, read from the text of /etc/passwd and /etc/group.
 ///
 /// The release binary is a fully static glibc executable, in which getpwnam(3)
@@ -6,6 +8,11 @@
 /// reads the two files itself: local accounts only (no LDAP, no sssd);
 /// numeric ids work everywhere.
 public struct Accounts: Sendable {
+    public struct AccountError: Error, Equatable, CustomStringConvertible {
+        public let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     public struct User: Equatable, Sendable {
         public let name: String
         public let uid: UInt32
@@ -49,6 +56,24 @@ public struct Accounts: Sendable {
     public func group(_ text: String) -> UInt32? {
         if let found = groups.first(where: { $0.name == text }) { return found.gid }
         return UInt32(text)
+    }
+
+    /// Who `user` (a name or a number) is, with `group` (likewise) as primary
+    /// group if given; the message says why not.
+    public func credentials(user userText: String, group groupText: String?) -> Result<Credentials, AccountError> {
+        var gid: UInt32?
+        if let groupText {
+            guard let found = group(groupText) else { return .failure(AccountError("unknown group \"\(escapedForLog(groupText.utf8))\"")) }
+            gid = found
+        }
+        if let user = user(userText) {
+            let primary = gid ?? user.gid
+            return .success(Credentials(user: user.name, uid: user.uid, gid: primary,
+                                        groups: supplementaryGroups(of: user, primary: primary)))
+        }
+        guard let uid = UInt32(userText) else { return .failure(AccountError("unknown user \"\(escapedForLog(userText.utf8))\"")) }
+        guard let gid else { return .failure(AccountError("user \(uid) is not in /etc/passwd: give group= too")) }
+        return .success(Credentials(user: userText, uid: uid, gid: gid, groups: [gid]))
     }
 
     /// The groups initgroups(3) would give: the primary one and each listing the user.

@@ -246,20 +246,10 @@ private struct LineParser {
             guard options.group == nil else { throw LineError("group= needs user=") }
             return nil
         }
-        let accounts = accounts()
-        var gid: UInt32?
-        if let groupText = options.group {
-            guard let found = accounts.group(groupText) else { throw LineError("unknown group \"\(escapedForLog(groupText.utf8))\"") }
-            gid = found
+        switch accounts().credentials(user: userText, group: options.group) {
+        case .success(let credentials): return credentials
+        case .failure(let error): throw LineError(error.description)
         }
-        if let user = accounts.user(userText) {
-            let primary = gid ?? user.gid
-            return Credentials(user: user.name, uid: user.uid, gid: primary,
-                               groups: accounts.supplementaryGroups(of: user, primary: primary))
-        }
-        guard let uid = UInt32(userText) else { throw LineError("unknown user \"\(escapedForLog(userText.utf8))\"") }
-        guard let gid else { throw LineError("user \(uid) is not in /etc/passwd: give group= too") }
-        return Credentials(user: userText, uid: uid, gid: gid, groups: [gid])
     }
 
     /// The options of one line, each allowed once.

@@ -1,6 +1,6 @@
 import TCPMUXProtocol
 
-/// The command line: `in.tcpmuxd [-dhnV] [-f file] [-t seconds]`, parsed as getopt(3) would
+/// The command line: `in.tcpmuxd [-dhnV] [-f file] [-t seconds] [-u user]`, parsed as getopt(3) would
 /// (flags may be grouped, `-t5` and `-t 5` are the same, `--` ends the options).
 public struct Options: Equatable, Sendable {
     public enum Action: Equatable, Sendable {
@@ -12,7 +12,7 @@ public struct Options: Equatable, Sendable {
         case printVersion
     }
 
-    public static let usage = "usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds]"
+    public static let usage = "usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds] [-u user]"
     public static let defaultConfigurationFile = "/etc/tcpmuxd.conf"
     public static let timeoutRange = 1...3600
 
@@ -25,6 +25,9 @@ public struct Options: Equatable, Sendable {
     /// `-f`: a file that must exist. Without it, the default file is used if it
     /// exists and the built-in table if it does not.
     public var configurationFile: String?
+    /// Who a root server becomes before reading the request, when no exec
+    /// service needs it to stay able to switch users.
+    public var unprivilegedUser = "nobody"
 
     public struct UsageError: Error, Equatable, CustomStringConvertible {
         public let description: String
@@ -46,6 +49,8 @@ public struct Options: Equatable, Sendable {
                 case UInt8(ascii: "n"): action = .checkConfiguration
                 case UInt8(ascii: "f"):
                     configurationFile = try Options.value(of: "-f", &flags, &remaining)
+                case UInt8(ascii: "u"):
+                    unprivilegedUser = try Options.value(of: "-u", &flags, &remaining)
                 case UInt8(ascii: "t"):
                     let value = try Options.value(of: "-t", &flags, &remaining)
                     guard value.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let seconds = Int(value),

@@ -12,8 +12,10 @@ let configurationSizeLimit = 1 << 20
 /// The whole of a small file, read through one open descriptor, so that a file
 /// replaced while we read is seen whole, old or new, never a mix.
 /// `check` inspects the open file (fstat) before its contents are read.
+/// O_NONBLOCK: a FIFO put in the file's place must not make open(2) wait for a
+/// writer; it is refused as not a regular file.
 func readSmallFile(_ path: String, limit: Int, check: (stat) -> String? = { _ in nil }) -> Result<[UInt8], ConfigurationLoadError> {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
     defer { close(fd) }
     var status = stat()
@@ -48,6 +50,15 @@ private func ownershipProblem(_ status: stat) -> String? {
     return nil
 }
 
+/// The local accounts (see Accounts: no NSS in a static binary). A missing or
+/// unreadable file resolves no names: whatever needs them then fails, closed.
+func readAccounts() -> Accounts {
+    func text(_ path: String) -> String {
+        (try? readSmallFile(path, limit: 16 << 20).get()).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
+    return Accounts(passwd: text("/etc/passwd"), group: text("/etc/group"))
+}
+
 /// The table this connection is served from. Without `-f`, a missing default
 /// file means the built-in table; any other failure is an error, and the caller
 /// fails closed: never a partial table.
@@ -56,14 +67,7 @@ func loadServiceTable(_ options: Options) -> Result<(table: ServiceTable, source
     if options.configurationFile == nil && access(path, F_OK) != 0 && errno == ENOENT {
         return .success((.builtIn, "built-in table (no \(path))"))
     }
-    let context = Configuration.Context(runningAsRoot: geteuid() == 0) {
-        func text(_ path: String) -> String {
-            // A missing or unreadable account file resolves no names: the
-            // configuration then fails on them, closed.
-            (try? readSmallFile(path, limit: 16 << 20).get()).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        }
-        return Accounts(passwd: text("/etc/passwd"), group: text("/etc/group"))
-    }
+    let context = Configuration.Context(runningAsRoot: geteuid() == 0, accounts: readAccounts)
     do {
         let bytes = try readSmallFile(path, limit: configurationSizeLimit, check: ownershipProblem).get()
         let table = try Configuration.parse(String(decoding: bytes, as: UTF8.self), file: path, context: context)

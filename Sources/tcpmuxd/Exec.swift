@@ -12,10 +12,12 @@ struct HandOffFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Checks that `program` can run as its user, then becomes that user
-/// (setgroups, setgid, setuid, each checked): after this, nothing runs as root.
-/// The anchors reply `+Go` first and fail later; we fail here, before any `+`.
+/// Checks that `program` can run as its user, then becomes that user for good:
+/// after this, nothing runs as root unless the service is configured to. The
+/// anchors reply `+Go` first and fail later; we fail here, before any `+`.
 func prepareExec(_ program: Program) -> Result<Void, HandOffFailure> {
+    // A lowered server checks with root's eyes, as the switch will be made.
+    if holdsSavedRoot && seteuid(0) != 0 { return .failure(HandOffFailure("seteuid 0: \(Errno.current)")) }
     var status = stat()
     guard stat(program.path, &status) == 0 else {
         return .failure(HandOffFailure("\(program.path): \(Errno.current)"))
@@ -31,7 +33,12 @@ func prepareExec(_ program: Program) -> Result<Void, HandOffFailure> {
         return .failure(HandOffFailure("\(program.path): not executable by uid \(uid)"))
     }
     if let problem = formatProblem(program.path) { return .failure(HandOffFailure("\(program.path): \(problem)")) }
-    return switchUser(to: program.credentials)
+    guard let credentials = program.credentials else {
+        // The configuration gives every service a user when we run as root; this
+        // is the last guard against a service inheriting root (CVE-2013-4342).
+        return geteuid() == 0 ? .failure(HandOffFailure("no user for a service of a root server")) : .success(())
+    }
+    return become(credentials)
 }
 
 /// Why execve(2) would refuse the file's format (ENOEXEC), judged by its first
@@ -48,31 +55,6 @@ private func formatProblem(_ path: String) -> String? {
     return "neither an ELF executable nor a #! script"
 }
 
-private func switchUser(to credentials: Credentials?) -> Result<Void, HandOffFailure> {
-    guard let credentials else {
-        // The configuration gives every service a user when we run as root; this
-        // is the last guard against a service inheriting root (CVE-2013-4342).
-        return geteuid() == 0 ? .failure(HandOffFailure("no user for a service of a root server")) : .success(())
-    }
-    if geteuid() != 0 {
-        guard credentials.uid == geteuid(), credentials.gid == getegid() else {
-            return .failure(HandOffFailure("cannot become user \(credentials.user): the server is not root"))
-        }
-        return .success(())
-    }
-    var groups = credentials.groups.map { gid_t($0) }
-    guard setgroups(groups.count, &groups) == 0 else { return .failure(HandOffFailure("setgroups: \(Errno.current)")) }
-    guard setgid(gid_t(credentials.gid)) == 0 else { return .failure(HandOffFailure("setgid \(credentials.gid): \(Errno.current)")) }
-    guard setuid(uid_t(credentials.uid)) == 0 else { return .failure(HandOffFailure("setuid \(credentials.uid): \(Errno.current)")) }
-    // Trust, but verify: every id changed, and root cannot be had back.
-    guard getuid() == credentials.uid, geteuid() == credentials.uid,
-          getgid() == credentials.gid, getegid() == credentials.gid,
-          credentials.uid == 0 || setuid(0) == -1 else {
-        return .failure(HandOffFailure("user switch to \(credentials.user) did not hold"))
-    }
-    return .success(())
-}
-
 /// The service's environment: nothing of ours, the connection's addresses under
 /// ucspi-tcp's names, and the service name.
 func serviceEnvironment(service: String, client: SocketAddress?, local: SocketAddress?) -> [String] {
@@ -83,10 +65,12 @@ func serviceEnvironment(service: String, client: SocketAddress?, local: SocketAd
 }
 
 /// Replaces this process with the program: the connection on fd 0, 1 and 2, no
-/// other descriptor, default signal dispositions, `/` as working directory (as
-/// under inetd). Returns only on failure.
-func execProgram(_ program: Program, environment: [String], input: Int32, output: Int32) -> Errno {
+/// other descriptor, default signal dispositions, the core limit it was started
+/// with, `/` as working directory (as under inetd). Returns only on failure.
+func execProgram(_ program: Program, environment: [String], input: Int32, output: Int32, coreLimit: rlimit) -> Errno {
     signal(SIGPIPE, SIG_DFL)
+    var coreLimit = coreLimit
+    setrlimit(Int32(RLIMIT_CORE.rawValue), &coreLimit)
     _ = chdir("/")
     if input != 0 { dup2(input, 0) }
     if output != 1 { dup2(output, 1) }

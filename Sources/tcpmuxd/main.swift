@@ -6,6 +6,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CommandLineArguments
 import TCPMUXProtocol
 import TCPMUXServices
 
@@ -50,7 +51,7 @@ struct Transcript {
 ignoreBrokenPipes()
 let options: Options
 do {
-    options = try Options(arguments: Array(CommandLine.arguments.dropFirst()))
+    options = try Options(arguments: commandLineArguments())
 } catch {
     printText("in.tcpmuxd: \(error)\n\(Options.usage)\n", to: 2)
     exit(64)
@@ -89,13 +90,26 @@ if case .failure(let error) = loaded {
     // Fail closed: every request of this connection gets a `-` line.
     SystemLog.error("service table unavailable: \(error)")
 }
+
+// 4. Give up what the table does not need, before the first byte is read: a
+//    root server becomes nobody (-u), or the one user its exec services run
+//    as, or lowers its effective ids until a request selects one of several.
+let coreLimit = disableCoreDumps()
+var table = try? loaded.get().table
+var unprivileged: Credentials?
+switch giveUpPrivileges(options, table: table) {
+case .success(let credentials):
+    unprivileged = credentials
+case .failure(let failure):
+    SystemLog.error("cannot give up privileges: \(failure)")
+    table = nil  // Fail closed: no hand-off from a server that kept what it should not have.
+}
 let client = socketAddress(of: requestInput, peer: true)
 let local = socketAddress(of: requestInput, peer: false)
-var session = Session(table: try? loaded.get().table,
-                      endpoints: Endpoints(client: client?.address, local: local?.address))
+var session = Session(table: table, endpoints: Endpoints(client: client?.address, local: local?.address))
 var transcript = Transcript(client: client, local: local)
 
-// 4. The requests. One total deadline covers every request of the connection,
+// 5. The requests. One total deadline covers every request of the connection,
 //    nested ones included: a client dripping a byte a second cannot extend it.
 let deadline = Deadline.after(seconds: options.timeoutSeconds)
 var selected: Service?
@@ -132,7 +146,7 @@ conversation: while true {
     }
 }
 
-// 5. The hand-off, prepared in full before the `+`: a program that cannot run or
+// 6. The hand-off, prepared in full before the `+`: a program that cannot run or
 //    a backend that does not answer gets a `-` line instead.
 switch selected?.handOff {
 case .exec(let program)?:
@@ -146,12 +160,18 @@ case .exec(let program)?:
         transcript.append("exec \(program.path) as \(program.credentials?.user ?? "self")")
         transcript.log()
         let environment = serviceEnvironment(service: service.name.description, client: client, local: local)
-        let error = execProgram(program, environment: environment, input: requestInput, output: replyOutput)
+        let error = execProgram(program, environment: environment, input: requestInput, output: replyOutput, coreLimit: coreLimit)
         SystemLog.error("exec \(program.path) after +: \(error)")
         exit(1)
     }
 case .forward(let target)?:
     let service = selected!
+    // A lowered server gives root up for good before it relays anything.
+    if holdsSavedRoot, let unprivileged, case .failure(let failure) = become(unprivileged) {
+        transcript.append("forward failed: \(failure)")
+        _ = transcript.send(.negative(.handOffFailed))
+        break
+    }
     switch connectBackend(target, before: .after(seconds: connectSeconds)) {
     case .failure(let failure):
         transcript.append("forward failed: \(failure)")
@@ -168,7 +188,7 @@ case .tcpmux?, nil:
     break
 }
 
-// 6. Log the connection, then close without losing the last reply, and exit.
+// 7. Log the connection, then close without losing the last reply, and exit.
 transcript.log()
 closeConnection(input: requestInput, output: replyOutput,
                 drainUntil: .after(seconds: closingSeconds), limit: drainLimit)

@@ -112,3 +112,33 @@ func name(_ text: String) -> ServiceName { ServiceName(text)! }
         #expect(throws: Options.UsageError(description: message)) { try Options(arguments: arguments) }
     }
 }
+
+@Suite struct PrivilegePlanTests {
+    let nobody = Credentials(user: "nobody", uid: 65534, gid: 65534, groups: [65534])
+
+    func table(_ text: String) -> ServiceTable {
+        try! Configuration.parse(text, file: "t", context: context())
+    }
+
+    @Test func notRootKeepsWhatItHas() {
+        #expect(PrivilegePlan.plan(runningAsRoot: false, table: table("a exec /bin/a"), unprivileged: nobody) == .unchanged)
+    }
+
+    /// No exec service, or no table at all: nobody, for good, before any byte is read.
+    @Test func noSwitchNeeded() {
+        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("t tcpmux\nf forward 127.0.0.1:80"), unprivileged: nobody) == .become(nobody))
+        #expect(PrivilegePlan.plan(runningAsRoot: true, table: nil, unprivileged: nobody) == .become(nobody))
+    }
+
+    /// Every exec service runs as one user: become that user now.
+    @Test func oneExecUser() {
+        let alice = Credentials(user: "alice", uid: 1000, gid: 1000, groups: [1000, 50, 10])
+        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("a user=alice exec /bin/a\nb user=alice exec /bin/b"), unprivileged: nobody) == .become(alice))
+    }
+
+    /// Several users, or root itself: lowered until the request selects one.
+    @Test func severalExecUsers() {
+        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("a user=alice exec /bin/a\nb exec /bin/b"), unprivileged: nobody) == .lowerUntilSelected(nobody))
+        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("r user=root exec /bin/r"), unprivileged: nobody) == .lowerUntilSelected(nobody))
+    }
+}
