@@ -268,13 +268,13 @@ func runWithPipes(_ arguments: [String], input: String, closeOutputsFirst: Bool 
         let run = try runWithPipes(arguments, input: "HELP\r\n")
         #expect(run.status == 64)
         #expect(run.stdout == "")
-        #expect(run.stderr.hasSuffix("usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds]\n"))
+        #expect(run.stderr.hasSuffix("usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds] [-u user]\n"))
     }
 
     @Test func helpAndVersion() throws {
         let help = try runWithPipes(["-h"], input: "")
         #expect(help.status == 0 && help.stderr == "")
-        #expect(help.stdout == "usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds]\n")
+        #expect(help.stdout == "usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds] [-u user]\n")
         let version = try runWithPipes(["-V"], input: "")
         #expect(version.status == 0 && version.stderr == "")
         #expect(version.stdout.hasPrefix("in.tcpmuxd "))

@@ -201,14 +201,6 @@ let runningAsRoot = geteuid() == 0
     }
 }
 
-/// A value set on one thread and awaited on another.
-final class Counter: @unchecked Sendable {
-    private let ready = DispatchSemaphore(value: 0)
-    private var value = 0
-    func set(_ newValue: Int) { value = newValue; ready.signal() }
-    func wait() -> Int { ready.wait(timeout: .now() + 10) == .success ? value : -1 }
-}
-
 @Suite struct AccessEndToEndTests {
     let table = """
         open tcpmux

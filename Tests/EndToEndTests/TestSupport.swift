@@ -28,6 +28,21 @@ let serverBinary: String = {
     return bundle.appendingPathComponent("in.tcpmuxd").path
 }()
 
+/// Whether the binary under test is static (no PT_INTERP program header), as
+/// the release build is.
+let binaryIsStatic: Bool = {
+    guard let data = FileManager.default.contents(atPath: serverBinary), data.count > 64 else { return false }
+    let bytes = [UInt8](data.prefix(4096))
+    func integer(_ offset: Int, _ size: Int) -> Int {
+        (0..<size).reduce(0) { $0 | Int(bytes[offset + $1]) << (8 * $1) }
+    }
+    let headers = integer(0x20, 8), size = integer(0x36, 2), count = integer(0x38, 2)
+    return !(0..<count).contains { index in
+        let offset = headers + index * size
+        return offset + 4 <= bytes.count && integer(offset, 4) == 3  // PT_INTERP
+    }
+}()
+
 /// A monotonic clock reading in seconds.
 func now() -> Double {
     var time = timespec()
@@ -126,12 +141,12 @@ final class Child {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        // dup2 onto itself would keep FD_CLOEXEC; go through a spare number.
+        // Straight onto 0, 1 and 2: the sources are the test's own descriptors,
+        // never 0 to 2 (a dup2 onto itself would keep FD_CLOEXEC), and no spare
+        // number is safe to borrow when a test holds a thousand descriptors.
         for (index, fd) in [stdin, stdout, stderr].enumerated() {
-            posix_spawn_file_actions_adddup2(&actions, fd, Int32(100 + index))
-        }
-        for index in 0..<3 {
-            posix_spawn_file_actions_adddup2(&actions, Int32(100 + index), Int32(index))
+            precondition(fd > 2, "Child takes descriptors above 2")
+            posix_spawn_file_actions_adddup2(&actions, fd, Int32(index))
         }
         // As a superserver starts it: no signal blocked (the test runner's
         // threads block some, and a mask survives exec), none ignored.
@@ -340,6 +355,17 @@ final class ConfigurationFile {
     deinit { try? FileManager.default.removeItem(atPath: directory) }
 }
 
+/// A value set on one thread and awaited on another.
+final class Counter: @unchecked Sendable {
+    private let ready = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var value: Int?
+    func set(_ newValue: Int) { lock.withLock { value = newValue }; ready.signal() }
+    var isSet: Bool { lock.withLock { value != nil } }
+    /// The value, once set (at most 10 s); -1 if it never was.
+    func wait() -> Int { ready.wait(timeout: .now() + 10) == .success ? lock.withLock { value ?? -1 } : -1 }
+}
+
 /// Runs `body` on a new thread; `join` waits for it to end.
 final class Background: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
@@ -357,7 +383,6 @@ final class Background: @unchecked Sendable {
 /// A backend for forward hand-offs, on TCP loopback or a Unix socket: each
 /// connection is handled by `serve` on its own thread.
 final class Backend: @unchecked Sendable {
-    let listener: Int32
     /// For the configuration: `127.0.0.1:PORT` or the socket path.
     let target: String
 
@@ -374,6 +399,8 @@ final class Backend: @unchecked Sendable {
                 }
             }
             try check("listen", listen(fd, 64))
+            // The server connects as its unprivileged user (nobody).
+            chmod(unixPath, 0o666)
             target = unixPath
         } else {
             fd = try listeningSocket()
@@ -384,14 +411,17 @@ final class Backend: @unchecked Sendable {
             }
             target = "127.0.0.1:\(UInt16(bigEndian: address.sin_port))"
         }
-        listener = fd
-        Thread {
-            while true {
-                // Wait outside the lock: accept(2) under it would block every spawn.
+        Thread { [stopped] in
+            // The listener is closed here, by the thread that accepts on it, never
+            // under it: a number closed elsewhere could be reused by another
+            // test's listener, whose connections this loop would then steal.
+            defer { close(fd) }
+            while !stopped.isSet {
                 var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                if poll(&entry, 1, -1) < 0 && errno == EINTR { continue }
+                // Wait outside the lock: accept(2) under it would block every spawn.
+                guard poll(&entry, 1, 100) > 0 else { continue }
                 let connection = spawnLock.withLock { closeOnExec(accept(fd, nil, nil)) }
-                if connection < 0 { return }
+                if connection < 0 { continue }
                 Thread {
                     serve(connection)
                     close(connection)
@@ -399,6 +429,8 @@ final class Backend: @unchecked Sendable {
             }
         }.start()
     }
+
+    private let stopped = Counter()
 
     /// Echoes every byte until end of input, then closes its side.
     static let echo: @Sendable (Int32) -> Void = { fd in
@@ -416,10 +448,7 @@ final class Backend: @unchecked Sendable {
         shutdown(fd, Int32(SHUT_WR))
     }
 
-    deinit {
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
-    }
+    deinit { stopped.set(1) }
 }
 
 /// Sends `payload` from a second thread while reading everything back, so

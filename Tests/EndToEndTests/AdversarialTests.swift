@@ -1,0 +1,330 @@
+// The adversarial catalogue: what a hostile client or a fault can do to the real
+// binary, each case naming the anchor failure it defends against
+// (../shared/REFERENCES.md). Every reply seen must be printable lines ending in
+// CRLF, with no NUL (xinetd sends `+Go\r\n\0`).
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let timedOut = "-Timed out waiting for the request\r\n"
+
+/// A line of /proc/PID/status, e.g. "Uid:\t0\t65534\t0\t65534" → ["0", "65534", "0", "65534"].
+func processStatus(_ pid: pid_t, _ key: String) -> [String] {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }) else { return [] }
+    return line.dropFirst(key.count + 1).split(whereSeparator: { $0 == "\t" || $0 == " " }).map(String.init)
+}
+
+/// Resident memory of a process in KiB (VmRSS).
+func residentKiB(_ pid: pid_t) -> Int { Int(processStatus(pid, "VmRSS").first ?? "") ?? -1 }
+
+@Suite(.serialized) struct FloodTests {
+    /// Slowloris: 500 connections dripping a byte a second are all closed at the
+    /// total deadline, and no process grows meanwhile (FreeBSD re-arms alarm(10)
+    /// on every read; NetBSD and GNU inetd have no deadline at all).
+    @Test func slowlorisFiveHundred() throws {
+        let seconds = 6.0
+        let connections = try (0..<500).map { _ in try Connection(["-t", "\(Int(seconds))"]) }
+        let sample = connections.prefix(10).map(\.server.pid)
+        // Memory of the oldest processes, sampled between drips, before any of
+        // them reaches its deadline (where the reply and the log line are made).
+        var samples: [[Int]] = []
+        while now() - connections[0].started < seconds + 1 {
+            for connection in connections { _ = try? connection.send("a") }
+            usleep(1_000_000)
+            if now() - connections[0].started < seconds - 0.5 { samples.append(sample.map(residentKiB)) }
+        }
+        try #require(samples.count >= 2, "too slow to spawn 500 processes")
+        for (before, after) in zip(samples[0], samples.last!) where before > 0 && after > 0 {
+            #expect(after - before <= 16, "resident memory grew from \(before) to \(after) KiB while dripping")
+        }
+        for connection in connections {
+            let reply = connection.replyText(timeout: 10)
+            #expect(reply == timedOut)
+            #expect(isPrintableLines(reply))
+            #expect(connection.finish() == 0)
+        }
+        let last = connections.last!
+        #expect(now() - last.started < seconds + 6, "the last one closed at its deadline")
+    }
+
+    /// 1000 idle connections at once: every process answers at the deadline and
+    /// exits; none is left behind.
+    @Test func thousandIdle() throws {
+        let connections = try (0..<1000).map { _ in try Connection(["-t", "2"]) }
+        for connection in connections {
+            #expect(connection.replyText(timeout: 15) == timedOut)
+        }
+        for connection in connections {
+            #expect(connection.finish() == 0)
+        }
+        let alive = connections.filter { kill($0.server.pid, 0) == 0 }
+        #expect(alive.isEmpty, "\(alive.count) processes left")
+    }
+}
+
+@Suite struct ResetTests {
+    /// A reset right after the `+` of a nested tcpmux.
+    @Test func resetAfterPlus() throws {
+        let connection = try Connection()
+        try connection.send("tcpmux\r\n")
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16)
+        while reply.count < 5 {
+            let count = buffer.withUnsafeMutableBytes { recv(connection.client, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            reply += buffer[..<count]
+        }
+        #expect(reply == Array("+OK\r\n".utf8))
+        connection.reset()
+        #expect(connection.server.wait(timeout: 5) == 0)
+    }
+
+    /// A reset in the middle of a forwarded 10 MiB stream ends the relay: the
+    /// process exits, and the backend sees its connection end.
+    @Test func resetMidForward() throws {
+        let ended = Counter()
+        let backend = try Backend { fd in
+            Backend.echo(fd)
+            ended.set(1)
+        }
+        let config = try ConfigurationFile("echo forward \(backend.target)")
+        let connection = try Connection(config.arguments)
+        try connection.send("echo\r\n")
+        try connection.send(pseudoRandomBytes(1 << 20))
+        var received = 0
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while received < 1 << 19 {
+            let count = buffer.withUnsafeMutableBytes { recv(connection.client, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            received += count
+        }
+        connection.reset()
+        #expect(connection.server.wait(timeout: 10) == 0)
+        #expect(ended.wait() == 1, "the backend's connection ended too")
+    }
+
+    /// A reset while an exec'd program serves: the program ends (its status is its own).
+    @Test func resetDuringExec() throws {
+        let config = try ConfigurationFile("echo exec /bin/cat cat")
+        let connection = try Connection(config.arguments)
+        try connection.send("echo\r\nhello")
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while reply.count < 10 {
+            let count = buffer.withUnsafeMutableBytes { recv(connection.client, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            reply += buffer[..<count]
+        }
+        #expect(reply == Array("+OK\r\nhello".utf8))
+        connection.reset()
+        #expect(connection.server.wait(timeout: 10) != -1, "the program ended")
+    }
+}
+
+@Suite struct HandOffFaultTests {
+    /// A backend that never answers the SYN (its accept queue is full) gets `-`
+    /// after the bounded connect timeout, never a `+`.
+    @Test func blackHoledBackend() throws {
+        let listener = try check("socket", socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(listener, pointer, length)
+                listen(listener, 0)
+                return getsockname(listener, pointer, &length)
+            }
+        }
+        // Fill the accept queue: later SYNs are dropped, connects hang.
+        var fillers: [Int32] = []
+        defer { fillers.forEach { close($0) } }
+        for _ in 0..<4 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } }
+            fillers.append(fd)
+        }
+        usleep(100_000)
+        let config = try ConfigurationFile("hole forward 127.0.0.1:\(UInt16(bigEndian: address.sin_port))")
+        let started = now()
+        #expect(try exchange("hole\r\n", arguments: config.arguments) == unavailable)
+        let elapsed = now() - started
+        #expect(elapsed >= 4.5 && elapsed < 12, "the connect timeout (5 s) bounded the wait: \(elapsed) s")
+    }
+
+    /// A backend that resets mid-stream: the client gets what came before, then
+    /// a close; the process exits 0.
+    @Test func backendResetsMidStream() throws {
+        let backend = try Backend { fd in
+            // Mid-stream: after the hand-off, once the client has spoken.
+            var byte: UInt8 = 0
+            guard recv(fd, &byte, 1, 0) == 1 else { return }
+            let chunk = [UInt8](repeating: 0x61, count: 100_000)
+            _ = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        }
+        let config = try ConfigurationFile("flaky forward \(backend.target)")
+        let connection = try Connection(config.arguments)
+        try connection.send("flaky\r\ngo")
+        let (bytes, end) = connection.receiveAll(timeout: 10)
+        #expect(end != .timedOut)
+        #expect(bytes.starts(with: Array("+OK\r\n".utf8)))
+        #expect(bytes.dropFirst(5).allSatisfy { $0 == 0x61 } && bytes.count <= 100_005)
+        #expect(connection.finish() == 0)
+    }
+}
+
+@Suite struct ConfigurationFaultTests {
+    /// A FIFO where the file should be: open(2) would wait for a writer forever.
+    /// It fails closed at once instead.
+    @Test func fifoInsteadOfFile() throws {
+        let config = try ConfigurationFile("")
+        let fifo = config.sibling("fifo.conf")
+        try check("mkfifo", mkfifo(fifo, 0o644))
+        let started = now()
+        #expect(try exchange("HELP\r\n", arguments: ["-f", fifo]) == tableUnavailable)
+        #expect(now() - started < 5)
+    }
+
+    /// A directory, where the file should be.
+    @Test func directoryInsteadOfFile() throws {
+        let config = try ConfigurationFile("")
+        #expect(try exchange("HELP\r\n", arguments: ["-f", config.directory]) == tableUnavailable)
+    }
+
+    /// A file replaced (by rename) while connections are in flight: each process
+    /// reads one whole version, old or new, never a mix.
+    @Test func replacedWhileServing() throws {
+        let config = try ConfigurationFile("one tcpmux\n")
+        let versions = ["one tcpmux\n", "two tcpmux\nthree tcpmux\n" + String(repeating: "# padding\n", count: 2000)]
+        let stop = Counter()
+        let writer = Background { [path = config.path, directory = config.directory] in
+            var index = 0
+            while !stop.isSet {
+                let temporary = directory + "/next.conf"
+                try? versions[index % 2].write(toFile: temporary, atomically: false, encoding: .utf8)
+                chmod(temporary, 0o644)
+                rename(temporary, path)
+                index += 1
+            }
+        }
+        var seen = Set<String>()
+        for _ in 0..<60 {
+            let reply = try exchange("HELP\r\n", arguments: config.arguments)
+            #expect(reply == "one\r\n" || reply == "two\r\nthree\r\n", "a mix of versions: \(reply)")
+            seen.insert(reply)
+        }
+        stop.set(1)
+        writer.join()
+        #expect(seen.count >= 1)
+    }
+}
+
+@Suite struct ExhaustionTests {
+    /// No descriptor left for the configuration (RLIMIT_NOFILE 3: only the
+    /// socket): a `-` line, no crash. A dynamic binary cannot even be loaded so.
+    @Test(.enabled(if: binaryIsStatic, "the dynamic loader needs a descriptor: test the static release binary"))
+    func noFileDescriptors() throws {
+        let config = try ConfigurationFile("open tcpmux")
+        let listener = try listeningSocket()
+        defer { close(listener) }
+        let client = try connectSocket(to: listener)
+        defer { close(client) }
+        let accepted = try check("accept", spawnLock.withLock { closeOnExec(accept(listener, nil, nil)) })
+        let child = try Child(["/bin/sh", "-c", "ulimit -n 3 && exec \"$0\" -f \"$1\"", serverBinary, config.path],
+                              stdin: accepted, stdout: accepted, stderr: accepted)
+        close(accepted)
+        _ = "HELP\r\n".withCString { send(client, $0, 6, Int32(MSG_NOSIGNAL)) }
+        shutdown(client, Int32(SHUT_WR))
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            reply += buffer[..<count]
+        }
+        #expect(String(decoding: reply, as: UTF8.self) == tableUnavailable)
+        #expect(child.wait() == 0)
+    }
+}
+
+@Suite struct PrivilegeTests {
+    /// The ids a server holds while it waits for the request: real, effective,
+    /// saved, filesystem (/proc/PID/status).
+    func idsWhileWaiting(_ config: String) throws -> (uid: [String], groups: [String], coreLimit: String) {
+        let file = try ConfigurationFile(config)
+        let connection = try Connection(file.arguments)
+        // The first byte is never sent: these are the ids before it is read.
+        usleep(200_000)
+        let pid = connection.server.pid
+        let limits = (try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)) ?? ""
+        let core = limits.split(separator: "\n").first { $0.hasPrefix("Max core file size") }
+            .map { $0.split(separator: " ", omittingEmptySubsequences: true)[4] }.map(String.init) ?? "?"
+        let ids = (processStatus(pid, "Uid"), processStatus(pid, "Groups"), core)
+        connection.shutdownWrite()
+        _ = connection.replyText()
+        #expect(connection.finish() == 0)
+        return ids
+    }
+
+    /// No exec service: nobody, for good, before a byte is read (xinetd ran
+    /// tcpmux services as root, CVE-2013-4342; the anchors parse as root).
+    @Test func noExecServiceBecomesNobody() throws {
+        let ids = try idsWhileWaiting("t tcpmux\nf forward 127.0.0.1:9")
+        #expect(ids.coreLimit == "0", "no core dumps while serving")
+        guard runningAsRoot else { return }
+        #expect(ids.uid == ["65534", "65534", "65534", "65534"])
+        #expect(ids.groups == ["65534"])
+    }
+
+    /// Exec services of one user: that user, for good.
+    @Test func oneExecUserBecomesIt() throws {
+        guard runningAsRoot else { return }
+        let ids = try idsWhileWaiting("a user=daemon exec /bin/true\nb user=daemon exec /bin/true")
+        #expect(Set(ids.uid).count == 1 && ids.uid.first != "0", "all four ids are daemon's: \(ids.uid)")
+    }
+
+    /// Exec services of several users: effective ids lowered, root only in the
+    /// saved uid, until the request selects one.
+    @Test func severalExecUsersLower() throws {
+        guard runningAsRoot else { return }
+        let ids = try idsWhileWaiting("a user=daemon exec /bin/true\nb user=nobody exec /bin/true")
+        #expect(ids.uid == ["0", "65534", "0", "65534"])
+        #expect(ids.groups == ["65534"])
+    }
+
+    /// A lowered server still switches to the selected service's user, and a
+    /// forward gives root up for good first; the exec'd program gets its core
+    /// limit back.
+    @Test func loweredServerHandsOff() throws {
+        guard runningAsRoot else { return }
+        let config = try ConfigurationFile("""
+            who user=daemon exec /bin/sh sh -c "id -u; ulimit -c"
+            other user=nobody exec /bin/true
+            """)
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_CORE.rawValue), &limit)
+        let expected = limit.rlim_cur == rlim_t.max ? "unlimited" : "\(limit.rlim_cur / 1024)"
+        #expect(try exchange("who\r\n", arguments: config.arguments) == "+OK\r\n1\n\(expected)\n")
+    }
+
+    /// -u names who a root server becomes.
+    @Test func unprivilegedUserOption() throws {
+        guard runningAsRoot else { return }
+        let file = try ConfigurationFile("t tcpmux")
+        let connection = try Connection(file.arguments + ["-u", "daemon"])
+        usleep(200_000)
+        #expect(processStatus(connection.server.pid, "Uid") == ["1", "1", "1", "1"])
+        connection.shutdownWrite()
+        _ = connection.replyText()
+        #expect(connection.finish() == 0)
+        // An unknown -u user fails closed.
+        #expect(try exchange("t\r\n", arguments: file.arguments + ["-u", "no-such-user"]) == tableUnavailable)
+    }
+}
