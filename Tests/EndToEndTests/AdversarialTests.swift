@@ -70,14 +70,7 @@ func residentKiB(_ pid: pid_t) -> Int { Int(processStatus(pid, "VmRSS").first ??
     @Test func resetAfterPlus() throws {
         let connection = try Connection()
         try connection.send("tcpmux\r\n")
-        var reply: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16)
-        while reply.count < 5 {
-            let count = buffer.withUnsafeMutableBytes { recv(connection.client, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            reply += buffer[..<count]
-        }
-        #expect(reply == Array("+OK\r\n".utf8))
+        #expect(connection.receive(atLeast: 5) == Array("+OK\r\n".utf8))
         connection.reset()
         #expect(connection.server.wait(timeout: 5) == 0)
     }
@@ -94,13 +87,7 @@ func residentKiB(_ pid: pid_t) -> Int { Int(processStatus(pid, "VmRSS").first ??
         let connection = try Connection(config.arguments)
         try connection.send("echo\r\n")
         try connection.send(pseudoRandomBytes(1 << 20))
-        var received = 0
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while received < 1 << 19 {
-            let count = buffer.withUnsafeMutableBytes { recv(connection.client, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            received += count
-        }
+        #expect(connection.receive(atLeast: 1 << 19).count >= 1 << 19)
         connection.reset()
         #expect(connection.server.wait(timeout: 10) == 0)
         #expect(ended.wait() == 1, "the backend's connection ended too")
@@ -111,14 +98,7 @@ func residentKiB(_ pid: pid_t) -> Int { Int(processStatus(pid, "VmRSS").first ??
         let config = try ConfigurationFile("echo exec /bin/cat cat")
         let connection = try Connection(config.arguments)
         try connection.send("echo\r\nhello")
-        var reply: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while reply.count < 10 {
-            let count = buffer.withUnsafeMutableBytes { recv(connection.client, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            reply += buffer[..<count]
-        }
-        #expect(reply == Array("+OK\r\nhello".utf8))
+        #expect(connection.receive(atLeast: 10) == Array("+OK\r\nhello".utf8))
         connection.reset()
         #expect(connection.server.wait(timeout: 10) != -1, "the program ended")
     }
@@ -242,14 +222,7 @@ func residentKiB(_ pid: pid_t) -> Int { Int(processStatus(pid, "VmRSS").first ??
         close(accepted)
         _ = "HELP\r\n".withCString { send(client, $0, 6, Int32(MSG_NOSIGNAL)) }
         shutdown(client, Int32(SHUT_WR))
-        var reply: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            reply += buffer[..<count]
-        }
-        #expect(String(decoding: reply, as: UTF8.self) == tableUnavailable)
+        #expect(String(decoding: readToEnd(client), as: UTF8.self) == tableUnavailable)
         #expect(child.wait() == 0)
     }
 }

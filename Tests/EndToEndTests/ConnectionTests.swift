@@ -208,42 +208,18 @@ let badInputs: [Exchange] = [
     }
 }
 
-/// Runs the binary with pipes on fd 0, 1 and 2, as from a shell.
-/// With `closeOutputsFirst`, nobody reads stdout and stderr: they are closed before
+/// Runs the binary with pipes on fd 0, 1 and 2, as from a shell. With
+/// `closeOutputsFirst`, nobody reads stdout and stderr: they are closed before
 /// the child can write.
 func runWithPipes(_ arguments: [String], input: String, closeOutputsFirst: Bool = false) throws -> (status: Int32, stdout: String, stderr: String) {
-    var pipes: [[Int32]] = []
-    for _ in 0..<3 {
-        var ends: [Int32] = [0, 0]
-        try spawnLock.withLock {
-            try check("pipe", pipe(&ends))
-            ends.forEach { _ = closeOnExec($0) }
-        }
-        pipes.append(ends)
-    }
+    guard closeOutputsFirst else { return try runClient([serverBinary] + arguments, input: input) }
+    let pipes = try closeOnExecPipes(3)
+    close(pipes[1][0]); close(pipes[2][0])
     let child = try Child([serverBinary] + arguments, stdin: pipes[0][0], stdout: pipes[1][1], stderr: pipes[2][1])
     close(pipes[0][0]); close(pipes[1][1]); close(pipes[2][1])
-    if closeOutputsFirst {
-        close(pipes[1][0]); close(pipes[2][0])
-    }
-    let bytes = Array(input.utf8)
-    _ = bytes.withUnsafeBytes { write(pipes[0][1], $0.baseAddress, $0.count) }
+    _ = Array(input.utf8).withUnsafeBytes { write(pipes[0][1], $0.baseAddress, $0.count) }
     close(pipes[0][1])
-    func drain(_ fd: Int32) -> String {
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count <= 0 { break }
-            out += buffer[..<count]
-        }
-        close(fd)
-        return String(decoding: out, as: UTF8.self)
-    }
-    if closeOutputsFirst { return (child.wait(), "", "") }
-    let stdout = drain(pipes[1][0])
-    let stderr = drain(pipes[2][0])
-    return (child.wait(), stdout, stderr)
+    return (child.wait(), "", "")
 }
 
 @Suite struct CommandLineTests {

@@ -148,14 +148,7 @@ let runningAsRoot = geteuid() == 0
         let backend = try Backend { fd in
             _ = "hello".withCString { send(fd, $0, 5, Int32(MSG_NOSIGNAL)) }
             shutdown(fd, Int32(SHUT_WR))
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            var total = 0
-            while true {
-                let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if count <= 0 { break }
-                total += count
-            }
-            counted.set(total)
+            counted.set(readToEnd(fd).count)
         }
         let config = try ConfigurationFile("hc forward \(backend.target)")
         let connection = try Connection(config.arguments)
@@ -173,14 +166,7 @@ let runningAsRoot = geteuid() == 0
     /// answers, and the answer reaches the client.
     @Test func clientHalfCloses() throws {
         let backend = try Backend { fd in
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            var total = 0
-            while true {
-                let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if count <= 0 { break }
-                total += count
-            }
-            let answer = "got \(total)"
+            let answer = "got \(readToEnd(fd).count)"
             _ = answer.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
         }
         let config = try ConfigurationFile("count forward \(backend.target)")

@@ -161,66 +161,6 @@ final class TCPClient: ClientSocket {
     }
 }
 
-/// A TCP echo server on 127.0.0.1: the local daemon of a forward hand-off.
-/// Each connection is echoed until the client half-closes, then closed.
-final class EchoServer: @unchecked Sendable {
-    let port: UInt16
-    private let listener: Int32
-    private let lock = NSLock()
-    private var stopping = false
-    private let stopped = DispatchSemaphore(value: 0)
-
-    init() throws {
-        listener = try listeningSocket()
-        port = try localPort(of: listener)
-        Thread.detachNewThread { [self] in acceptConnections() }
-    }
-
-    deinit { stop() }
-
-    private var isStopping: Bool { lock.withLock { stopping } }
-
-    private func acceptConnections() {
-        while !isStopping {
-            var entry = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&entry, 1, 50) > 0 else { continue }
-            let fd = spawnLock.withLock { closeOnExec(accept(listener, nil, nil)) }
-            if fd >= 0 { Thread.detachNewThread { EchoServer.echo(fd) } }
-        }
-        stopped.signal()
-    }
-
-    private static func echo(_ fd: Int32) {
-        defer { close(fd) }
-        // Bounded: a stuck test cannot keep this thread forever.
-        var timeout = timeval(tv_sec: 15, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            var sent = 0
-            while sent < count {
-                let written = buffer.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL)) }
-                if written <= 0 { return }
-                sent += written
-            }
-        }
-        shutdown(fd, Int32(SHUT_WR))
-    }
-
-    func stop() {
-        let first = lock.withLock { () -> Bool in
-            defer { stopping = true }
-            return !stopping
-        }
-        guard first else { return }
-        _ = stopped.wait(timeout: .now() + 5)
-        close(listener)
-    }
-}
-
 /// A program run with pipes on fd 0, 1 and 2, as a person at a terminal would:
 /// `input` is written at once, and the input is closed once `closeInput` says so
 /// (given the output so far), since telnet drops a reply that arrives after
@@ -228,15 +168,7 @@ final class EchoServer: @unchecked Sendable {
 func runClient(_ arguments: [String], input: String, timeout: Double = 10,
                closeInput: (String) -> Bool = { _ in true },
                sourceLocation: SourceLocation = #_sourceLocation) throws -> (status: Int32, stdout: String, stderr: String) {
-    var pipes: [[Int32]] = []
-    for _ in 0..<3 {
-        var ends: [Int32] = [0, 0]
-        try spawnLock.withLock {
-            try check("pipe", pipe(&ends))
-            ends.forEach { _ = closeOnExec($0) }
-        }
-        pipes.append(ends)
-    }
+    let pipes = try closeOnExecPipes(3)
     let child: Child
     do {
         child = try Child(arguments, stdin: pipes[0][0], stdout: pipes[1][1], stderr: pipes[2][1])

@@ -29,8 +29,7 @@ enum Scenario: String, CaseIterable, Sendable, CustomTestStringConvertible {
     var testDescription: String { rawValue }
 
     func run(through superserver: Superserver) throws {
-        let backend = try EchoServer()
-        defer { backend.stop() }
+        let backend = try Backend(serve: Backend.echo)
         // A port nothing listens on, held for the test: the forward service fails.
         let dead = try boundSocket()
         defer { close(dead) }

@@ -57,32 +57,30 @@ enum Endpoint {
 
 /// A listening TCP socket on a loopback address and a free port.
 func listeningSocket(_ endpoint: Endpoint = .ipv4("127.0.0.1")) throws -> Int32 {
+    var storage = sockaddr_storage()
+    let length: Int
     switch endpoint {
     case .ipv4(let host):
-        let fd = try check("socket", socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         inet_pton(AF_INET, host, &address.sin_addr)
-        _ = try withUnsafePointer(to: &address) {
-            try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                try check("bind", bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)))
-            }
-        }
-        try check("listen", listen(fd, 512))
-        return fd
+        withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: sockaddr_in.self) }
+        length = MemoryLayout<sockaddr_in>.size
     case .ipv6(let host):
-        let fd = try check("socket", socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
         var address = sockaddr_in6()
         address.sin6_family = sa_family_t(AF_INET6)
         inet_pton(AF_INET6, host, &address.sin6_addr)
-        _ = try withUnsafePointer(to: &address) {
-            try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                try check("bind", bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)))
-            }
-        }
-        try check("listen", listen(fd, 512))
-        return fd
+        withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: sockaddr_in6.self) }
+        length = MemoryLayout<sockaddr_in6>.size
     }
+    let fd = try check("socket", socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+    _ = try withUnsafePointer(to: &storage) {
+        try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            try check("bind", bind(fd, $0, socklen_t(length)))
+        }
+    }
+    try check("listen", listen(fd, 512))
+    return fd
 }
 
 /// Connects to a listening socket's own address (getsockname), from `source`
@@ -128,6 +126,18 @@ let brokenPipesIgnored: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 func closeOnExec(_ fd: Int32) -> Int32 {
     _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
     return fd
+}
+
+/// `count` pipes, [read end, write end] each, close-on-exec.
+func closeOnExecPipes(_ count: Int) throws -> [[Int32]] {
+    try (0..<count).map { _ in
+        var ends: [Int32] = [0, 0]
+        try spawnLock.withLock {
+            try check("pipe", pipe(&ends))
+            ends.forEach { _ = closeOnExec($0) }
+        }
+        return ends
+    }
 }
 
 /// A child process started with posix_spawn: fd 0, 1, 2 as given, no other
@@ -260,6 +270,18 @@ extension ClientSocket {
         }
     }
 
+    /// At least `count` bytes, or what came before the end of the stream.
+    func receive(atLeast count: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while bytes.count < count {
+            let received = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            if received <= 0 { break }
+            bytes += buffer[..<received]
+        }
+        return bytes
+    }
+
     /// The whole reply as text, after checking the server closed cleanly.
     func replyText(timeout: Double = 15, sourceLocation: SourceLocation = #_sourceLocation) -> String {
         let (bytes, end) = receiveAll(timeout: timeout)
@@ -383,6 +405,8 @@ final class Background: @unchecked Sendable {
 /// A backend for forward hand-offs, on TCP loopback or a Unix socket: each
 /// connection is handled by `serve` on its own thread.
 final class Backend: @unchecked Sendable {
+    /// The TCP port; 0 for a Unix socket.
+    let port: UInt16
     /// For the configuration: `127.0.0.1:PORT` or the socket path.
     let target: String
 
@@ -402,6 +426,7 @@ final class Backend: @unchecked Sendable {
             // The server connects as its unprivileged user (nobody).
             chmod(unixPath, 0o666)
             target = unixPath
+            port = 0
         } else {
             fd = try listeningSocket()
             var address = sockaddr_in()
@@ -409,7 +434,8 @@ final class Backend: @unchecked Sendable {
             _ = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
             }
-            target = "127.0.0.1:\(UInt16(bigEndian: address.sin_port))"
+            port = UInt16(bigEndian: address.sin_port)
+            target = "127.0.0.1:\(port)"
         }
         Thread { [stopped] in
             // The listener is closed here, by the thread that accepts on it, never
@@ -434,6 +460,10 @@ final class Backend: @unchecked Sendable {
 
     /// Echoes every byte until end of input, then closes its side.
     static let echo: @Sendable (Int32) -> Void = { fd in
+        // Bounded: a stuck test cannot keep this thread forever.
+        var timeout = timeval(tv_sec: 15, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -449,6 +479,18 @@ final class Backend: @unchecked Sendable {
     }
 
     deinit { stopped.set(1) }
+}
+
+/// Reads `fd` to its end (or error): the bytes.
+func readToEnd(_ fd: Int32) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        if count <= 0 { return bytes }
+        bytes += buffer[..<count]
+    }
 }
 
 /// Sends `payload` from a second thread while reading everything back, so
