@@ -37,22 +37,24 @@ func retryingOnInterrupt<Result: BinaryInteger>(_ call: () -> Result) -> Result 
 struct Deadline {
     private let nanoseconds: Int64
 
+    static var now: Deadline { Deadline(nanoseconds: monotonicNanoseconds()) }
+
     static func after(seconds: Int) -> Deadline {
-        Deadline(nanoseconds: now() + Int64(seconds) * 1_000_000_000)
+        Deadline(nanoseconds: monotonicNanoseconds() + Int64(seconds) * 1_000_000_000)
     }
 
-    private static func now() -> Int64 {
+    private static func monotonicNanoseconds() -> Int64 {
         var time = timespec()
         clock_gettime(CLOCK_MONOTONIC, &time)
         return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
     }
 
     /// Milliseconds since this instant, for the log.
-    var elapsedMilliseconds: Int64 { (Deadline.now() - nanoseconds) / 1_000_000 }
+    var elapsedMilliseconds: Int64 { (Deadline.monotonicNanoseconds() - nanoseconds) / 1_000_000 }
 
     /// What is left, in whole milliseconds rounded up, as poll(2) takes it; 0 once passed.
     var remainingMilliseconds: Int32 {
-        let left = nanoseconds - Deadline.now()
+        let left = nanoseconds - Deadline.monotonicNanoseconds()
         return left <= 0 ? 0 : Int32(clamping: (left + 999_999) / 1_000_000)
     }
 }

@@ -96,12 +96,13 @@ if case .failure(let error) = loaded {
 //    as, or lowers its effective ids until a request selects one of several.
 let coreLimit = disableCoreDumps()
 var table = try? loaded.get().table
-var unprivileged: Credentials?
+let unprivileged: Credentials?
 switch giveUpPrivileges(options, table: table) {
 case .success(let credentials):
     unprivileged = credentials
 case .failure(let failure):
     SystemLog.error("cannot give up privileges: \(failure)")
+    unprivileged = nil
     table = nil  // Fail closed: no hand-off from a server that kept what it should not have.
 }
 let client = socketAddress(of: requestInput, peer: true)
@@ -131,11 +132,8 @@ conversation: while true {
         }
     }
     let decision = session.decide(outcome!)
-    if case .request(let name) = outcome! {
-        transcript.append("\"\(escapedForLog(name.bytes))\" \(decision.summary)")
-    } else {
-        transcript.append("\"\(escapedForLog(parser.received))\" \(decision.summary)")
-    }
+    let shown = if case .request(let name) = outcome! { name.bytes } else { parser.received }
+    transcript.append("\"\(escapedForLog(shown))\" \(decision.summary)")
     if let reply = decision.reply, !transcript.send(reply) { break conversation }
     switch decision.next {
     case .readRequest: continue conversation
@@ -148,44 +146,44 @@ conversation: while true {
 
 // 6. The hand-off, prepared in full before the `+`: a program that cannot run or
 //    a backend that does not answer gets a `-` line instead.
-switch selected?.handOff {
-case .exec(let program)?:
-    let service = selected!
-    switch prepareExec(program) {
-    case .failure(let failure):
-        transcript.append("exec failed: \(failure)")
-        _ = transcript.send(.negative(.handOffFailed))
-    case .success:
-        if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
-        transcript.append("exec \(program.path) as \(program.credentials?.user ?? "self")")
-        transcript.log()
-        let environment = serviceEnvironment(service: service.name.description, client: client, local: local)
-        let error = execProgram(program, environment: environment, input: requestInput, output: replyOutput, coreLimit: coreLimit)
-        SystemLog.error("exec \(program.path) after +: \(error)")
-        exit(1)
+if let service = selected {
+    switch service.handOff {
+    case .exec(let program):
+        switch prepareExec(program) {
+        case .failure(let failure):
+            transcript.append("exec failed: \(failure)")
+            _ = transcript.send(.negative(.handOffFailed))
+        case .success:
+            if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
+            transcript.append("exec \(program.path) as \(program.credentials?.user ?? "self")")
+            transcript.log()
+            let environment = serviceEnvironment(service: service.name.description, client: client, local: local)
+            let error = execProgram(program, environment: environment, input: requestInput, output: replyOutput, coreLimit: coreLimit)
+            SystemLog.error("exec \(program.path) after +: \(error)")
+            exit(1)
+        }
+    case .forward(let target):
+        // A lowered server gives root up for good before it relays anything.
+        if holdsSavedRoot, let unprivileged, case .failure(let failure) = become(unprivileged) {
+            transcript.append("forward failed: \(failure)")
+            _ = transcript.send(.negative(.handOffFailed))
+            break
+        }
+        switch connectBackend(target, before: .after(seconds: connectSeconds)) {
+        case .failure(let failure):
+            transcript.append("forward failed: \(failure)")
+            _ = transcript.send(.negative(.handOffFailed))
+        case .success(let backend):
+            if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
+            let started = Deadline.now
+            let (up, down) = relay(input: requestInput, output: replyOutput, backend: backend)
+            transcript.append("forward \(target): \(up) bytes up, \(down) bytes down, \(started.elapsedMilliseconds) ms")
+            transcript.log()
+            exit(0)
+        }
+    case .tcpmux:
+        break  // Answered in the conversation: TCPMUX again.
     }
-case .forward(let target)?:
-    let service = selected!
-    // A lowered server gives root up for good before it relays anything.
-    if holdsSavedRoot, let unprivileged, case .failure(let failure) = become(unprivileged) {
-        transcript.append("forward failed: \(failure)")
-        _ = transcript.send(.negative(.handOffFailed))
-        break
-    }
-    switch connectBackend(target, before: .after(seconds: connectSeconds)) {
-    case .failure(let failure):
-        transcript.append("forward failed: \(failure)")
-        _ = transcript.send(.negative(.handOffFailed))
-    case .success(let backend):
-        if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
-        let started = Deadline.after(seconds: 0)
-        let (up, down) = relay(input: requestInput, output: replyOutput, backend: backend)
-        transcript.append("forward \(target): \(up) bytes up, \(down) bytes down, \(started.elapsedMilliseconds) ms")
-        transcript.log()
-        exit(0)
-    }
-case .tcpmux?, nil:
-    break
 }
 
 // 7. Log the connection, then close without losing the last reply, and exit.

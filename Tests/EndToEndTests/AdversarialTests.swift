@@ -20,6 +20,11 @@ func processStatus(_ pid: pid_t, _ key: String) -> [String] {
 /// Resident memory of a process in KiB (VmRSS).
 func residentKiB(_ pid: pid_t) -> Int { Int(processStatus(pid, "VmRSS").first ?? "") ?? -1 }
 
+/// Nested in the serialized SuperserverTests: a thousand processes at once,
+/// while a test's own openbsd-inetd serves, made that inetd reset connections
+/// (seen only in that combination, not with an inetd started by hand: left to
+/// investigate). Neither suite runs beside the other.
+extension SuperserverTests {
 @Suite(.serialized) struct FloodTests {
     /// Slowloris: 500 connections dripping a byte a second are all closed at the
     /// total deadline, and no process grows meanwhile (FreeBSD re-arms alarm(10)
@@ -63,6 +68,7 @@ func residentKiB(_ pid: pid_t) -> Int { Int(processStatus(pid, "VmRSS").first ??
         let alive = connections.filter { kill($0.server.pid, 0) == 0 }
         #expect(alive.isEmpty, "\(alive.count) processes left")
     }
+}
 }
 
 @Suite struct ResetTests {
