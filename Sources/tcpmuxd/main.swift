@@ -82,7 +82,13 @@ if options.action == .checkConfiguration {
         printText("# \(source)\n" + Configuration.normalized(table), to: 1)
         exit(0)
     case .failure(let error as InvalidConfiguration):
-        printText(error.errors.map { "\($0)\n" }.joined(), to: 2)
+        // A loop, not map with a closure: a closure in top-level code is
+        // MainActor-isolated and checked at run time, and that check alone links
+        // the concurrency runtime and libdispatch, whose start-up every
+        // connection would pay.
+        var lines = ""
+        for problem in error.errors { lines += "\(problem)\n" }
+        printText(lines, to: 2)
         exit(1)
     case .failure(let error):
         printText("in.tcpmuxd: \(error)\n", to: 2)
