@@ -43,20 +43,12 @@ public struct Accounts: Sendable {
         // In ASCII without CR every byte is one Character, so cutting at bytes
         // gives the same lines and fields as splitting Characters, for a small
         // fraction of the cost; any other text is split by Character.
-        var text = text
-        let plain = text.withUTF8 { bytes in !bytes.contains { $0 >= 0x80 || $0 == UInt8(ascii: "\r") } }
-        guard plain else {
-            for line in text.split(separator: "\n") {
-                guard let first = line.first, first != "#", first != "+", first != "-" else { continue }
-                let fields = line.split(separator: ":", omittingEmptySubsequences: false)
-                if fields.count >= 4 { body(fields[0], fields[1], fields[2], fields[3]) }
+        let utf8 = text.utf8
+        let cut: Bool? = utf8.withContiguousStorageIfAvailable { bytes in
+            guard !bytes.contains(where: { $0 >= 0x80 || $0 == UInt8(ascii: "\r") }) else { return false }
+            func field(_ from: Int, _ to: Int) -> Substring {
+                Substring(utf8[utf8.index(utf8.startIndex, offsetBy: from)..<utf8.index(utf8.startIndex, offsetBy: to)])
             }
-            return
-        }
-        // Byte offsets of the first four fields of each record, then Substrings.
-        var records: [(Int, Int, Int, Int, Int)] = []  // line start, 3 colons, end of the 4th field
-        text.withUTF8 { bytes in
-            records.reserveCapacity(bytes.count / 16)
             var lineStart = 0
             while lineStart < bytes.count {
                 var lineEnd = lineStart
@@ -64,6 +56,7 @@ public struct Accounts: Sendable {
                 defer { lineStart = lineEnd + 1 }
                 let first = bytes[lineStart]
                 guard lineEnd > lineStart, first != UInt8(ascii: "#"), first != UInt8(ascii: "+"), first != UInt8(ascii: "-") else { continue }
+                // The first four colons; the fourth field ends at the fourth or at the line's end.
                 var colons = (lineEnd, lineEnd, lineEnd, lineEnd), found = 0
                 var index = lineStart
                 while index < lineEnd && found < 4 {
@@ -79,15 +72,15 @@ public struct Accounts: Sendable {
                     index += 1
                 }
                 guard found >= 3 else { continue }
-                records.append((lineStart, colons.0, colons.1, colons.2, colons.3))
+                body(field(lineStart, colons.0), field(colons.0 + 1, colons.1), field(colons.1 + 1, colons.2), field(colons.2 + 1, colons.3))
             }
+            return true
         }
-        let utf8 = text.utf8
-        func slice(_ from: Int, _ to: Int) -> Substring {
-            text[utf8.index(utf8.startIndex, offsetBy: from)..<utf8.index(utf8.startIndex, offsetBy: to)]
-        }
-        for (start, first, second, third, end) in records {
-            body(slice(start, first), slice(first + 1, second), slice(second + 1, third), slice(third + 1, end))
+        guard cut != true else { return }
+        for line in text.split(separator: "\n") {
+            guard let first = line.first, first != "#", first != "+", first != "-" else { continue }
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            if fields.count >= 4 { body(fields[0], fields[1], fields[2], fields[3]) }
         }
     }
 
