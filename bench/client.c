@@ -2,9 +2,13 @@
  *
  *   client fetch PORT REQUEST-HEX
  *       one connection: send the request, half-close, print the reply (hex)
- *   client latency ROUNDS OUT.csv SPEC...
+ *   client latency ROUNDS GAP-US OUT.csv SPEC...
  *       SPEC = LABEL,PORT,REQUEST-HEX,EXPECT-HEX,STOP
- *       ROUNDS rounds of one connection per SPEC, interleaved (A B A B ...).
+ *       ROUNDS rounds of one connection per SPEC, interleaved (A B A B ...),
+ *       every other round in reverse order (... B A B A), with GAP-US
+ *       microseconds between connections (spent spinning): so that the tail of
+ *       one connection's process (its log line, its exit) does not slow the
+ *       next, which would favour whichever program follows the lighter one.
  *       Each: connect, send the request, half-close, read to EOF and check the
  *       bytes against EXPECT. The clock runs from just before connect() until
  *       EOF (STOP = -1) or until STOP bytes have arrived (the first byte of a
@@ -139,13 +143,17 @@ static double one_connection(const struct spec *spec, int loud) {
     return stopped - start;
 }
 
-static int latency(int rounds, const char *output, int count, char **texts) {
+static int latency(int rounds, long gap_us, const char *output, int count, char **texts) {
     struct spec *specs = calloc((size_t)count, sizeof *specs);
     for (int i = 0; i < count; i++) parse_spec(texts[i], &specs[i]);
     FILE *out = fopen(output, "a");
     if (!out) die(output);
     for (int round = 0; round < rounds; round++) {
-        for (int i = 0; i < count; i++) {
+        for (int k = 0; k < count; k++) {
+            int i = round % 2 ? count - 1 - k : k;
+            /* Spin, not sleep: an idle CPU of a virtual machine wakes slowly,
+             * which would add its own noise to every connection. */
+            for (double until = now_us() + (double)gap_us; now_us() < until;) {}
             double us = one_connection(&specs[i], 1);
             if (us < 0) return 1;
             fprintf(out, "%s,%d,%.1f\n", specs[i].label, round, us);
@@ -289,7 +297,8 @@ static _Noreturn void serve(long bytes) {
 
 int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "fetch") == 0) return fetch(atoi(argv[2]), argv[3]);
-    if (argc >= 5 && strcmp(argv[1], "latency") == 0) return latency(atoi(argv[2]), argv[3], argc - 4, argv + 4);
+    if (argc >= 6 && strcmp(argv[1], "latency") == 0)
+        return latency(atoi(argv[2]), atol(argv[3]), argv[4], argc - 5, argv + 5);
     if (argc >= 5 && strcmp(argv[1], "bulk") == 0) return bulk(atoi(argv[2]), argv[3], argc - 4, argv + 4);
     if (argc == 7 && strcmp(argv[1], "rate") == 0)
         return rate(atof(argv[2]), atoi(argv[3]), atoi(argv[4]), argv[5], argv[6]);
