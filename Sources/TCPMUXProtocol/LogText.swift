@@ -1,5 +1,8 @@
 /// Untrusted bytes as printable ASCII for a log line: printable bytes stay, `\`
 /// and `"` are escaped, anything else becomes `\xNN` (as OpenBSD comsat's vis()).
+// Inlinable, so that callers in other modules get a specialized copy: the
+// generic entry point resolves its iterator type at run time, on every connection.
+@inlinable
 public func escapedForLog(_ bytes: some Sequence<UInt8>) -> String {
     let hex = Array("0123456789abcdef".utf8)
     var out: [UInt8] = []

@@ -23,7 +23,8 @@ func readSmallFile(_ path: String, limit: Int, check: (stat) -> String? = { _ in
     guard status.st_mode & S_IFMT == S_IFREG else { return .failure(ConfigurationLoadError("\(path): not a regular file")) }
     if let problem = check(status) { return .failure(ConfigurationLoadError("\(path): \(problem)")) }
     var contents: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 16384)
+    // Uninitialized: only what read(2) wrote is used.
+    var buffer = [UInt8](unsafeUninitializedCapacity: 16384) { _, count in count = 16384 }
     while true {
         let count = buffer.withUnsafeMutableBytes { space in retryingOnInterrupt { read(fd, space.baseAddress!, space.count) } }
         if count < 0 { return .failure(ConfigurationLoadError(path: path, errno: errno)) }

@@ -76,7 +76,10 @@ private struct Direction {
     init(from source: Int32, to destination: Int32, capacity: Int) {
         self.source = source
         self.destination = destination
-        self.buffer = [UInt8](repeating: 0, count: capacity)
+        // Uninitialized: only bytes read(2) wrote are ever sent. Zeroing both
+        // buffers would write 512 KiB (and fault in every page) before the first
+        // byte is relayed, for a backend that may say only hello.
+        self.buffer = [UInt8](unsafeUninitializedCapacity: capacity) { _, count in count = capacity }
     }
 
     var wantsInput: Bool { !finished && !sourceEnded && start == end }

@@ -30,7 +30,7 @@ extension SuperserverTests {
     /// total deadline, and no process grows meanwhile (FreeBSD re-arms alarm(10)
     /// on every read; NetBSD and GNU inetd have no deadline at all).
     @Test func slowlorisFiveHundred() throws {
-        let seconds = 6.0
+        let seconds = 8.0
         let connections = try (0..<500).map { _ in try Connection(["-t", "\(Int(seconds))"]) }
         let sample = connections.prefix(10).map(\.server.pid)
         // Memory of the oldest processes, sampled between drips, before any of
