@@ -69,7 +69,8 @@ public enum Configuration {
     public static func normalized(_ table: ServiceTable) -> String {
         var lines: [String] = []
         for service in table.services {
-            var fields = [service.name.description]
+            // A name may hold `"` or start with `#`: it is quoted like any field.
+            var fields = [quoted(service.name.description)]
             fields += accessFields(service.access)
             if service.hidden { fields.append("hidden") }
             var comment = ""

@@ -161,6 +161,30 @@ func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: 
         // still opens a quoted field, and space still separates.
         #expect(try TCPMUXServices.fields(of: "a \"\u{301}b c\" \u{301}d") == ["a", "\u{301}b c", "\u{301}d"])
     }
+
+    /// Found by the round-trip property test (PropertyTests.swift): -n printed
+    /// names unquoted, so a name holding `"` did not parse back (unterminated
+    /// quote) and one starting with `#` became a comment, the service gone.
+    @Test func namesNeedingQuotesRoundTrip() throws {
+        let table = try parse(#"""
+            "a\"b" tcpmux
+            "#hash" tcpmux
+            "\"" tcpmux
+            back\slash tcpmux
+            x#y tcpmux
+            """#)
+        #expect(table.services.map(\.name.description) == [#"a"b"#, "#hash", #"""#, #"back\slash"#, "x#y"])
+        let normalized = Configuration.normalized(table)
+        #expect(normalized == #"""
+            "a\"b" tcpmux
+            "#hash" tcpmux
+            "\"" tcpmux
+            "back\\slash" tcpmux
+            x#y tcpmux
+
+            """#)
+        #expect(try parse(normalized) == table)
+    }
 }
 
 @Suite struct NetworkTests {
