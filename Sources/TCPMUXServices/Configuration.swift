@@ -69,7 +69,8 @@ public enum Configuration {
     public static func normalized(_ table: ServiceTable) -> String {
         var lines: [String] = []
         for service in table.services {
-            var fields = [service.name.description]
+            // A name may hold `"` or start with `#`: it is quoted like any field.
+            var fields = [quoted(service.name.description)]
             fields += accessFields(service.access)
             if service.hidden { fields.append("hidden") }
             var comment = ""
@@ -112,42 +113,47 @@ public enum Configuration {
             (0x21...0x7E).contains($0) && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\")
         }
         if plain { return field }
-        var out = "\""
-        for character in field {
-            if character == "\"" || character == "\\" { out.append("\\") }
-            out.append(character)
+        // Unicode scalars, as fields(of:) reads them: a quote is never absorbed
+        // into the character of a combining mark after it or a prepended one before.
+        var out = "\"".unicodeScalars
+        for scalar in field.unicodeScalars {
+            if scalar == "\"" || scalar == "\\" { out.append("\\") }
+            out.append(scalar)
         }
-        return out + "\""
+        out.append("\"")
+        return String(out)
     }
 }
 
 /// Splits a line into fields: white space separates, double quotes group,
 /// backslash escapes `"` and `\` inside quotes, an unquoted `#` at the start of a
-/// field ends the line.
+/// field ends the line. It reads Unicode scalars, not characters: in characters,
+/// a quote, space or `#` followed by a combining mark (or preceded by a
+/// prepended one, U+0600) would be another character, and no longer the syntax.
 func fields(of line: Substring) throws(LineError) -> [String] {
     var fields: [String] = []
-    var current = ""
+    var current = String.UnicodeScalarView()
     var inField = false, inQuotes = false, escaped = false
-    for character in line {
+    for scalar in line.unicodeScalars {
         if inQuotes {
-            if escaped { current.append(character); escaped = false }
-            else if character == "\\" { escaped = true }
-            else if character == "\"" { inQuotes = false }
-            else { current.append(character) }
-        } else if character == " " || character == "\t" || character == "\r" {
-            if inField { fields.append(current); current = ""; inField = false }
-        } else if character == "#" && !inField {
+            if escaped { current.append(scalar); escaped = false }
+            else if scalar == "\\" { escaped = true }
+            else if scalar == "\"" { inQuotes = false }
+            else { current.append(scalar) }
+        } else if scalar == " " || scalar == "\t" || scalar == "\r" {
+            if inField { fields.append(String(current)); current = String.UnicodeScalarView(); inField = false }
+        } else if scalar == "#" && !inField {
             break
-        } else if character == "\"" {
+        } else if scalar == "\"" {
             inQuotes = true
             inField = true
         } else {
-            current.append(character)
+            current.append(scalar)
             inField = true
         }
     }
     if inQuotes { throw LineError("unterminated quote") }
-    if inField { fields.append(current) }
+    if inField { fields.append(String(current)) }
     return fields
 }
 

@@ -141,6 +141,50 @@ func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: 
             #expect(try TCPMUXServices.fields(of: Substring(Configuration.quoted(field))) == [field])
         }
     }
+
+    /// Found by fuzz/run (config): the quote that -n put after `c` U+0600 (a
+    /// prepended character, which joins what follows it) or before U+0301 (a
+    /// combining mark, which joins what precedes it) was read as part of that
+    /// character, so the normalized file did not parse: "unterminated quote".
+    /// Fields are now read, and quoted, by Unicode scalar.
+    @Test func quotesNextToJoiningCharactersRoundTrip() throws {
+        for field in ["c\u{600}", "\u{301}abc", "a\u{301}", "\u{600}", "\u{200D}x", "\u{20E3}", "e\u{301}\"\u{301}\\\u{301}"] {
+            let parsed = try TCPMUXServices.fields(of: Substring(Configuration.quoted(field)))
+            #expect(parsed.map { Array($0.unicodeScalars) } == [Array(field.unicodeScalars)], "\(escapedForLog(field.utf8))")
+        }
+        for line in ["echo user=alice exec /bin/cat c\u{600}", "echo exec /bin/cat\t\u{301}abc"] {
+            let table = try parse(line)
+            let normalized = Configuration.normalized(table)
+            #expect(try parse(normalized) == table, "\(escapedForLog(normalized.utf8))")
+        }
+        // Syntax is syntax whatever follows it: a quote before a combining mark
+        // still opens a quoted field, and space still separates.
+        #expect(try TCPMUXServices.fields(of: "a \"\u{301}b c\" \u{301}d") == ["a", "\u{301}b c", "\u{301}d"])
+    }
+
+    /// Found by the round-trip property test (PropertyTests.swift): -n printed
+    /// names unquoted, so a name holding `"` did not parse back (unterminated
+    /// quote) and one starting with `#` became a comment, the service gone.
+    @Test func namesNeedingQuotesRoundTrip() throws {
+        let table = try parse(#"""
+            "a\"b" tcpmux
+            "#hash" tcpmux
+            "\"" tcpmux
+            back\slash tcpmux
+            x#y tcpmux
+            """#)
+        #expect(table.services.map(\.name.description) == [#"a"b"#, "#hash", #"""#, #"back\slash"#, "x#y"])
+        let normalized = Configuration.normalized(table)
+        #expect(normalized == #"""
+            "a\"b" tcpmux
+            "#hash" tcpmux
+            "\"" tcpmux
+            "back\\slash" tcpmux
+            x#y tcpmux
+
+            """#)
+        #expect(try parse(normalized) == table)
+    }
 }
 
 @Suite struct NetworkTests {
