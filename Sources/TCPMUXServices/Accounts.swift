@@ -93,12 +93,12 @@ public struct Accounts: Sendable {
 
     /// A user of the file, by name or by number.
     public func user(_ text: String) -> User? {
-        users.first { $0.name == text } ?? UInt32(text).flatMap { uid in users.first { $0.uid == uid } }
+        users.first { $0.name == text } ?? decimal(text[...], as: UInt32.self).flatMap { uid in users.first { $0.uid == uid } }
     }
 
     public func group(_ text: String) -> UInt32? {
         if let found = groups.first(where: { $0.name == text }) { return found.gid }
-        return UInt32(text)
+        return decimal(text[...], as: UInt32.self)
     }
 
     /// Who `user` (a name or a number) is, with `group` (likewise) as primary
@@ -114,7 +114,7 @@ public struct Accounts: Sendable {
             return .success(Credentials(user: user.name, uid: user.uid, gid: primary,
                                         groups: supplementaryGroups(of: user, primary: primary)))
         }
-        guard let uid = UInt32(userText) else { return .failure(AccountError("unknown user \"\(escapedForLog(userText.utf8))\"")) }
+        guard let uid = decimal(userText[...], as: UInt32.self) else { return .failure(AccountError("unknown user \"\(escapedForLog(userText.utf8))\"")) }
         guard let gid else { return .failure(AccountError("user \(uid) is not in /etc/passwd: give group= too")) }
         return .success(Credentials(user: userText, uid: uid, gid: gid, groups: [gid]))
     }

@@ -231,6 +231,10 @@ private struct LineParser {
         case "exec":
             guard let path = rest.popFirst() else { throw LineError("exec needs a program path") }
             guard path.hasPrefix("/") else { throw LineError("program path must be absolute: \"\(escapedForLog(path.utf8))\"") }
+            // execve(2) takes C strings: a NUL would silently cut a field short.
+            guard !rest.contains(where: { $0.utf8.contains(0) }), !path.utf8.contains(0) else {
+                throw LineError("exec path or argument holds a NUL byte")
+            }
             let arguments = rest.isEmpty ? [String(path.split(separator: "/").last ?? "")] : Array(rest)
             handOff = .exec(Program(path: path, arguments: arguments, credentials: try credentials(options)))
         default:

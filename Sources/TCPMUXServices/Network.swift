@@ -22,7 +22,10 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Numeric text only (inet_pton(3)): a configuration never waits on a resolver.
+    /// Only hex digits, `.` and `:` are looked at: a NUL would end the C string
+    /// early and let `10.0.0.1<NUL>junk` pass as 10.0.0.1.
     public init?(_ text: String) {
+        guard text.utf8.allSatisfy({ isHexDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") }) else { return nil }
         var buffer = [UInt8](repeating: 0, count: 16)
         if inet_pton(AF_INET, text, &buffer) == 1 {
             self.init(bytes: Array(buffer[..<4]))
@@ -45,6 +48,17 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+private func isHexDigit(_ byte: UInt8) -> Bool {
+    (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
+}
+
+/// A whole number written in decimal digits only: Swift's integer parsing also
+/// takes a sign (`+80`), which no port or id in a file should carry.
+func decimal<Number: FixedWidthInteger>(_ text: Substring, as: Number.Type = Number.self) -> Number? {
+    guard !text.isEmpty, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+    return Number(text)
+}
+
 /// An address block in CIDR notation: `192.0.2.0/24`, `2001:db8::/32`; a bare
 /// address is the block of that address alone.
 public struct Network: Equatable, Sendable, CustomStringConvertible {
@@ -59,8 +73,7 @@ public struct Network: Equatable, Sendable, CustomStringConvertible {
         let writtenBits = parts[0].contains(":") ? 128 : 32
         var length = address.bytes.count * 8
         if parts.count == 2 {
-            guard !parts[1].isEmpty, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let given = Int(parts[1]), given <= writtenBits else { return nil }
+            guard let given = decimal(parts[1], as: Int.self), given <= writtenBits else { return nil }
             length = given - (writtenBits - address.bytes.count * 8)
             guard length >= 0 else { return nil }
         }

@@ -44,8 +44,8 @@ public enum ForwardTarget: Equatable, Sendable, CustomStringConvertible {
             self = .unix(path: text)
             return
         }
-        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0,
-              text[text.index(after: colon)...].allSatisfy(\.isASCII) else { return nil }
+        guard let colon = text.lastIndex(of: ":"), let port = decimal(text[text.index(after: colon)...], as: UInt16.self),
+              port > 0 else { return nil }
         var host = text[..<colon]
         if host.hasPrefix("[") && host.hasSuffix("]") {
             host = host.dropFirst().dropLast()

@@ -122,6 +122,14 @@ func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: 
         #expect(reads == 1)
     }
 
+    /// Ids in decimal digits only, and no NUL in what execve takes as C strings.
+    @Test func signsAndNULsAreRefused() {
+        #expect(errors("a user=+4242 group=1 exec /bin/a") == ["t.conf:1: unknown user \"+4242\""])
+        #expect(errors("a user=alice group=+50 exec /bin/a") == ["t.conf:1: unknown group \"+50\""])
+        #expect(errors("a exec /bin/a \"x\u{0}y\"") == ["t.conf:1: exec path or argument holds a NUL byte"])
+        #expect(errors("a allow=10.0.0.1\u{0}junk tcpmux") == ["t.conf:1: bad address or network \"10.0.0.1\\x00junk\""])
+    }
+
     @Test func namesCollideWithoutRegardToCase() {
         #expect(errors("Echo tcpmux\necho tcpmux") == ["t.conf:2: duplicate service name \"echo\" (first at line 1)"])
     }
@@ -213,7 +221,10 @@ func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: 
         #expect(block.contains(try #require(IPAddress(address))) == inside)
     }
 
-    @Test(arguments: ["10.0.0.1/8", "10.0.0.0/33", "::1/129", "10.0.0.0/", "/8", "10.0.0.0/-1", "10.0.0.0/+8", "example.com", "::ffff:10.0.0.0/95"])
+    /// Including what the fuzzer found slipping through: a NUL ends inet_pton's
+    /// C string early, and Swift's integers take a sign.
+    @Test(arguments: ["10.0.0.1/8", "10.0.0.0/33", "::1/129", "10.0.0.0/", "/8", "10.0.0.0/-1", "10.0.0.0/+8", "example.com",
+                      "::ffff:10.0.0.0/95", "10.0.0.1\u{0}junk", "10.0.0.0\u{0}/8", " 10.0.0.1", "10.0.0.1/８"])
     func invalidNetworks(_ text: String) {
         #expect(Network(text) == nil)
     }
@@ -222,6 +233,7 @@ func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: 
         ("127.0.0.1:80", true), ("[::1]:8080", true), ("/run/a.sock", true),
         ("127.0.0.1:0", false), ("127.0.0.1:65536", false), ("localhost:80", false), ("[127.0.0.1]:80", false),
         ("::1:80", false), ("127.0.0.1", false), ("relative.sock", false),
+        ("127.0.0.1:+80", false), ("127.0.0.1\u{0}x:80", false), ("127.0.0.1: 80", false),
         ("/" + String(repeating: "a", count: 107), false), ("/" + String(repeating: "a", count: 106), true),
     ])
     func forwardTargets(_ text: String, _ valid: Bool) {
