@@ -17,7 +17,7 @@ struct HandOffFailure: Error, CustomStringConvertible {
 /// anchors reply `+Go` first and fail later; we fail here, before any `+`.
 func prepareExec(_ program: Program) -> Result<Void, HandOffFailure> {
     // A lowered server checks with root's eyes, as the switch will be made.
-    if holdsSavedRoot && seteuid(0) != 0 { return .failure(HandOffFailure("seteuid 0: \(Errno.current)")) }
+    if geteuid() != 0 && getuid() == 0 && seteuid(0) != 0 { return .failure(HandOffFailure("seteuid 0: \(Errno.current)")) }
     var status = stat()
     guard stat(program.path, &status) == 0 else {
         return .failure(HandOffFailure("\(program.path): \(Errno.current)"))

@@ -70,9 +70,10 @@ private func lower(to credentials: Credentials) -> Result<Void, HandOffFailure> 
     return .success(())
 }
 
-/// Whether root can still be had back (a lowered server): then it must be given
-/// up before anything but an exec switch.
-var holdsSavedRoot: Bool { getuid() == 0 && geteuid() != 0 }
+/// Whether root is still held, effective or saved (a lowered server, or one that
+/// regained root to check an exec service): then it must be given up for good
+/// before anything but that exec switch.
+var holdsRoot: Bool { getuid() == 0 || geteuid() == 0 }
 
 /// No core files while serving: a core could hold what clients sent. Only the
 /// soft limit is lowered; the limit returned is the one an exec'd service gets back.

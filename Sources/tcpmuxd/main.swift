@@ -167,6 +167,8 @@ if let service = selected {
         switch prepareExec(program) {
         case .failure(let failure):
             transcript.append("exec failed: \(failure)")
+            // Root, regained for the checks, is not kept for the refusal.
+            if holdsRoot, let unprivileged { _ = become(unprivileged) }
             _ = transcript.send(.negative(.handOffFailed))
         case .success:
             if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
@@ -179,7 +181,7 @@ if let service = selected {
         }
     case .forward(let target):
         // A lowered server gives root up for good before it relays anything.
-        if holdsSavedRoot, let unprivileged, case .failure(let failure) = become(unprivileged) {
+        if holdsRoot, let unprivileged, case .failure(let failure) = become(unprivileged) {
             transcript.append("forward failed: \(failure)")
             _ = transcript.send(.negative(.handOffFailed))
             break

@@ -293,6 +293,20 @@ extension SuperserverTests {
         #expect(try exchange("who\r\n", arguments: config.arguments) == "+OK\r\n1\n\(expected)\n")
     }
 
+    /// A lowered server that regained root to check an exec service and refused
+    /// it gives root up before it answers and drains.
+    @Test func refusedExecGivesRootUp() throws {
+        guard runningAsRoot else { return }
+        let config = try ConfigurationFile("a user=daemon exec /nonexistent/a\nb user=nobody exec /bin/true")
+        let connection = try Connection(config.arguments)
+        try connection.send("a\r\n")
+        #expect(connection.receive(atLeast: unavailable.utf8.count) == Array(unavailable.utf8))
+        // The server is draining now, waiting for our close.
+        #expect(processStatus(connection.server.pid, "Uid") == ["65534", "65534", "65534", "65534"])
+        connection.shutdownWrite()
+        #expect(connection.finish() == 0)
+    }
+
     /// -u names who a root server becomes.
     @Test func unprivilegedUserOption() throws {
         guard runningAsRoot else { return }
