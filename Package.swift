@@ -14,12 +14,13 @@ let package = Package(
         .target(name: "TCPMUXProtocol"),
         // The service table and the session's decisions. Pure, no I/O.
         .target(name: "TCPMUXServices", dependencies: ["TCPMUXProtocol"]),
-        // argc and argv as glibc hands them over, whatever the descriptors.
-        .target(name: "CommandLineArguments"),
+        // The shell's C interface: POSIX headers, errno, the variadic calls,
+        // argc and argv as glibc hands them over.
+        .target(name: "CSystem"),
         // The thin shell: file descriptors, deadline, syslog.
         .executableTarget(
             name: "tcpmuxd",
-            dependencies: ["TCPMUXProtocol", "TCPMUXServices", "CommandLineArguments"],
+            dependencies: ["TCPMUXProtocol", "TCPMUXServices", "CSystem"],
             linkerSettings: [
                 // The release binary is fully static: start-up is paid per connection
                 // (static 1.2 ms vs dynamic 5 ms, ../shared/REFERENCES.md).

@@ -6,7 +6,6 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CommandLineArguments
 import TCPMUXProtocol
 import TCPMUXServices
 
@@ -19,7 +18,7 @@ let drainLimit = 1 << 20
 let version = "in.tcpmuxd 0.2.0"
 
 func printText(_ text: String, to fd: Int32) {
-    _ = writeAll(Array(text.utf8), to: fd, before: .after(seconds: closingSeconds))
+    try? writeAll(Array(text.utf8), to: fd, before: .after(seconds: closingSeconds))
 }
 
 /// The connection's one syslog line, built as it goes: who, then each event.
@@ -46,11 +45,13 @@ struct Transcript {
 
     /// Writes a reply to the client; a failure is noted, for the log.
     mutating func send(_ reply: Reply) -> Bool {
-        if case .failure(let error) = writeAll(reply.bytes, to: replyOutput, before: .after(seconds: closingSeconds)) {
+        do throws(Errno) {
+            try writeAll(reply.bytes, to: replyOutput, before: .after(seconds: closingSeconds))
+            return true
+        } catch {
             append("reply lost: \(error)")
             return false
         }
-        return true
     }
 }
 
