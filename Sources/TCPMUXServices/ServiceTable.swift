@@ -155,6 +155,6 @@ public struct ServiceTable: Equatable, Sendable {
 
     /// What HELP shows this client: the services it may use that are not hidden.
     public func helpList(for endpoints: Endpoints) -> [ServiceName] {
-        services.filter { !$0.hidden && $0.access.allows(endpoints) }.map(\.name)
+        services.filter { !$0.hidden && $0.access.allows(endpoints) }.map { $0.name }
     }
 }
