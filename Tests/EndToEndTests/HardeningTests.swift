@@ -255,6 +255,26 @@ func fillBacklog(_ path: String) throws -> [Int32] {
         #expect(connection.server.wait(timeout: 10) == 0, "exits while the client is still connected and idle")
     }
 
+    /// The backend half-closes, then resets, while the client stays idle: the
+    /// half-close reaches the client, and the reset, though nothing reads from
+    /// the backend any more, ends the process.
+    @Test func backendResetAfterHalfClose() throws {
+        let backend = try Backend { fd in
+            _ = "hi".withCString { send(fd, $0, 2, Int32(MSG_NOSIGNAL)) }
+            shutdown(fd, Int32(SHUT_WR))
+            usleep(300_000)
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        }
+        let config = try ConfigurationFile("r forward \(backend.target)")
+        let connection = try Connection(config.arguments)
+        try connection.send("r\r\n")
+        let (bytes, end) = connection.receiveAll(timeout: 10)
+        #expect(String(decoding: bytes, as: UTF8.self) == "+OK\r\nhi")
+        #expect(end == .endOfStream)
+        #expect(connection.server.wait(timeout: 10) == 0, "exits while the client is still connected and idle")
+    }
+
     /// The client resets while the backend stays connected and idle (it read to
     /// the end and keeps its socket open): the process exits all the same.
     @Test func clientResetEndsRelay() throws {
