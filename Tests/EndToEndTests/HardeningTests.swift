@@ -48,6 +48,19 @@ struct Identity: CustomStringConvertible {
     var description: String { "Uid \(uid), CapEff \(capEff), CapPrm \(capPrm)" }
 }
 
+/// Waits (at most 10 s, however busy the machine) until the process sleeps in
+/// poll(2), as the server does while it waits for the request: its start-up,
+/// and what it gives up before reading, are then done.
+func waitUntilPolling(_ pid: pid_t) -> Bool {
+    let end = now() + 10
+    while now() < end {
+        let channel = (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8)) ?? ""
+        if channel.contains("poll") { return true }
+        usleep(10_000)
+    }
+    return false
+}
+
 /// Whether this test process may mount a tmpfs (root, and not forbidden by a
 /// container): tried once, on a scratch directory.
 let mountPermitted: Bool = {
@@ -137,8 +150,8 @@ func fillBacklog(_ path: String) throws -> [Int32] {
             try Test.cancel("the dynamic loader needs a descriptor: test the static release binary")
         }
         let connection = try WrappedConnection(script: script.isEmpty ? ":" : script, arguments)
-        // The request is not sent yet: this is who reads it.
-        usleep(300_000)
+        // The request is not sent yet: this is who waits for it.
+        #expect(waitUntilPolling(connection.server.pid), "the server waits for the request")
         let identity = Identity(connection.server.pid)
         #expect(identity.isUnprivileged, "\(identity)")
         try connection.send("HELP\r\n")
