@@ -146,7 +146,8 @@ final class Child {
     let pid: pid_t
     private var exitStatus: Int32?
 
-    init(_ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32) throws {
+    /// `blockedSignals`: the signal mask the child starts with (empty by default).
+    init(_ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32, blockedSignals: [Int32] = []) throws {
         _ = brokenPipesIgnored
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -165,7 +166,9 @@ final class Child {
         defer { posix_spawnattr_destroy(&attributes) }
         var signals = sigset_t()
         sigemptyset(&signals)
+        for signal in blockedSignals { sigaddset(&signals, signal) }
         posix_spawnattr_setsigmask(&attributes, &signals)
+        sigemptyset(&signals)
         for signal in [SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2] {
             sigaddset(&signals, signal)
         }
