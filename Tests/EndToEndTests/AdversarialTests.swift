@@ -47,6 +47,25 @@ func unreadBytes(_ connections: [Connection]) -> [Int?] {
     }
 }
 
+/// Waits (at most 10 s) until the server `pid` sleeps in poll(2), as it does
+/// only while it waits for the request: however long a busy machine takes to
+/// start it, what is read from /proc next is its state before the first byte.
+func waitForRequest(_ pid: pid_t) {
+    #if arch(x86_64)
+    let pollCalls = ["7", "271"]  // poll, ppoll
+    #else
+    let pollCalls = ["73"]  // ppoll (aarch64)
+    #endif
+    let end = now() + 10
+    while now() < end {
+        let wchan = (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8)) ?? ""
+        let call = ((try? String(contentsOfFile: "/proc/\(pid)/syscall", encoding: .utf8)) ?? "").split(separator: " ").first
+        if wchan.contains("poll") || call.map({ pollCalls.contains(String($0)) }) == true { return }
+        usleep(10_000)
+    }
+    Issue.record("server \(pid) never waited for the request")
+}
+
 /// Resident memory of a process in KiB (VmRSS).
 func residentKiB(_ pid: pid_t) -> Int { Int(processStatus(pid, "VmRSS").first ?? "") ?? -1 }
 
@@ -299,7 +318,7 @@ let rootOnly = ConditionTrait.enabled(if: runningAsRoot, "needs root: a server s
         let file = try ConfigurationFile(config)
         let connection = try Connection(file.arguments)
         // The first byte is never sent: these are the ids before it is read.
-        usleep(200_000)
+        waitForRequest(connection.server.pid)
         let pid = connection.server.pid
         let limits = (try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)) ?? ""
         let core = limits.split(separator: "\n").first { $0.hasPrefix("Max core file size") }
@@ -401,7 +420,7 @@ let rootOnly = ConditionTrait.enabled(if: runningAsRoot, "needs root: a server s
     @Test(rootOnly) func unprivilegedUserOption() throws {
         let file = try ConfigurationFile("t tcpmux")
         let connection = try Connection(file.arguments + ["-u", "daemon"])
-        usleep(200_000)
+        waitForRequest(connection.server.pid)
         #expect(processStatus(connection.server.pid, "Uid") == ["1", "1", "1", "1"])
         connection.shutdownWrite()
         _ = connection.replyText()
