@@ -186,7 +186,8 @@ if let service = selected {
             _ = transcript.send(.negative(.handOffFailed))
             break
         }
-        switch connectBackend(target, before: .after(seconds: connectSeconds)) {
+        switch connectBackend(for: service, target, client: client, local: local,
+                              before: .after(seconds: connectSeconds), transcript: &transcript) {
         case .failure(let failure):
             transcript.append("forward failed: \(failure)")
             _ = transcript.send(.negative(.handOffFailed))
