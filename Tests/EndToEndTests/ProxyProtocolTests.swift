@@ -270,6 +270,19 @@ private final class IPv6Backend: @unchecked Sendable {
         #expect(connection.finish() == 0)
     }
 
+    /// The v2 TLV (PP2_TYPE_ALPN) carries the service name as configured, not
+    /// as the client wrote it: names match without regard to case.
+    @Test func alpnIsTheConfiguredName() throws {
+        let backend = try Backend(serve: proxyBackend(Received()))
+        let config = try ConfigurationFile("Web proxy=v2 forward \(backend.target)")
+        let connection = try Connection(config.arguments, source: "127.0.0.2")
+        let (_, _, clientPort, localPort) = ends(of: connection)
+        try connection.send("wEB\r\n")
+        connection.shutdownWrite()
+        #expect(connection.replyText() == "+OK\r\nv2 TCP4 127.0.0.2:\(clientPort) 127.0.0.1:\(localPort) alpn=Web\n")
+        #expect(connection.finish() == 0)
+    }
+
     /// The connection's log line says which header was sent; from a shell (fd 0
     /// a pipe, no addresses) the header is v1's `PROXY UNKNOWN`.
     @Test func logLineNamesTheVersion() throws {
