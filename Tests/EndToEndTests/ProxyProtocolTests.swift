@@ -340,9 +340,13 @@ private final class Consumer {
         }
     }
 
+    // Also when init throws after the spawn: the instance is whole by then.
+    // Only a child not yet reaped is signalled, so its pid is still its own.
     deinit {
-        kill(process.pid, SIGTERM)
-        _ = process.wait()
+        if !process.hasExited {
+            kill(process.pid, SIGTERM)
+            _ = process.wait()
+        }
     }
 
     /// A TCP connection to 127.0.0.1:port opens (and is closed at once).
