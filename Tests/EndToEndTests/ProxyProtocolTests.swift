@@ -10,6 +10,8 @@ import Glibc
 extension Tool {
     static let nginx = Tool("nginx", package: "nginx", ["/usr/sbin/nginx"])
     static let haproxy = Tool("haproxy", package: "haproxy", ["/usr/sbin/haproxy"])
+    /// Its fault injection makes the header's write(2) fail, for real.
+    static let strace = Tool("strace", package: "strace", ["/usr/bin/strace"])
 }
 
 /// Where the client (127.0.0.2, so that it differs from the relay's own
@@ -305,6 +307,48 @@ private final class IPv6Backend: @unchecked Sendable {
         connection.shutdownWrite()
         #expect(connection.replyText() == "+OK\r\nGET / HTTP/1.0\r\n\r\n")
         #expect(connection.finish() == 0)
+    }
+}
+
+/// A connection to in.tcpmuxd run under strace, whose first write(2) (with
+/// `-d` off, the PROXY header to the backend: nothing is written before it)
+/// fails with EPIPE.
+private final class FailingHeaderConnection: ClientSocket {
+    let client: Int32
+    let server: Child
+
+    init(_ arguments: [String]) throws {
+        let listener = try listeningSocket()
+        defer { close(listener) }
+        client = try connectSocket(to: listener, from: "127.0.0.2")
+        let accepted = try check("accept", spawnLock.withLock { closeOnExec(accept(listener, nil, nil)) })
+        defer { close(accepted) }
+        server = try Child([try Tool.strace.require(), "-qq", "-f", "-o", "/dev/null", "-e", "trace=write",
+                            "-e", "inject=write:error=EPIPE:when=1", serverBinary] + arguments,
+                           stdin: accepted, stdout: accepted, stderr: accepted)
+    }
+
+    deinit { close(client) }
+}
+
+@Suite(needs([.strace])) struct ProxyHeaderFailureTests {
+    /// A header that cannot be written fails the hand-off before any `+`: the
+    /// client gets the line a refusing backend gets, the backend no byte.
+    @Test func headerWriteFailureRefuses() throws {
+        let received = Received()
+        let reached = Counter()
+        let backend = try Backend { fd in
+            received.record(after: readToEnd(fd))
+            reached.set(1)
+        }
+        let config = try ConfigurationFile("web proxy=v2 forward \(backend.target)")
+        let connection = try FailingHeaderConnection(config.arguments)
+        try connection.send("web\r\nsecret")
+        connection.shutdownWrite()
+        #expect(connection.replyText() == "-Service temporarily unavailable\r\n")
+        #expect(connection.server.wait() == 0)
+        #expect(reached.wait() == 1, "the backend was connected to")
+        #expect(received.value.after.isEmpty, "the backend got nothing: no header, no client byte")
     }
 }
 
