@@ -193,7 +193,8 @@ if let service = selected {
     case .forward(let target):
         // Root, if the server had it, was given up when the request was decided.
         do throws(HandOffFailure) {
-            let backend = try connectBackend(target, before: .after(seconds: connectSeconds))
+            let backend = try connectBackend(for: service, target, client: client, local: local,
+                                             before: .after(seconds: connectSeconds), transcript: &transcript)
             if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
             // Logged now, so that a long relay, or one that is killed, leaves a record.
             transcript.append("forward \(target)")
