@@ -16,6 +16,15 @@ DOCS = README.md inetd.conf.example tcpmuxd.conf.example \
 all:
 	$(SWIFT) build -c release --product in.tcpmuxd
 
+# The full-runtime static binary: the fallback where Embedded Swift is missing.
+full-runtime:
+	$(SWIFT) build -c release --product in.tcpmuxd
+
+# The Embedded Swift binary (issue 10), not yet what `make` builds or installs:
+# .build/embedded/in.tcpmuxd. OPTIMIZE and LINK choose variants (build/embedded).
+embedded:
+	build/embedded
+
 # Built only if missing: `sudo make install` after `make` builds nothing as root.
 $(BINARY):
 	$(SWIFT) build -c release --product in.tcpmuxd
@@ -42,4 +51,4 @@ uninstall:
 	for doc in $(DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$$doc; done
 	-rmdir $(DESTDIR)$(DOCDIR)/xinetd.d $(DESTDIR)$(DOCDIR)/systemd $(DESTDIR)$(DOCDIR)
 
-.PHONY: all install uninstall
+.PHONY: all full-runtime embedded install uninstall

@@ -29,7 +29,8 @@ public struct InvalidConfiguration: Error, Equatable, Sendable, CustomStringConv
 /// `local=NETWORKS` (addresses the connection may arrive on), `hidden` (not in
 /// HELP), `message=TEXT` (the text after the server's `+`, default `OK`),
 /// `ack=service` (the service writes its own `+`), `user=USER` and
-/// `group=GROUP` (exec only). Hand-offs: `tcpmux`, `exec PATH [ARGV0 ARG...]`,
+/// `group=GROUP` (exec only), `proxy=v1|v2` (forward only: the PROXY protocol
+/// header first). Hand-offs: `tcpmux`, `exec PATH [ARGV0 ARG...]`,
 /// `forward HOST:PORT|[V6]:PORT|/SOCKET`.
 ///
 /// Validation is strict and all-or-nothing: any error rejects the whole file.
@@ -89,6 +90,7 @@ public enum Configuration {
                 }
                 fields += ["exec", quoted(program.path)] + program.arguments.map(quoted)
             case .forward(let target):
+                if let proxy = service.proxyHeader { fields.append("proxy=\(proxy.rawValue)") }
                 fields += ["forward", quoted(target.description)]
             }
             lines.append(fields.joined(separator: " ") + comment)
@@ -246,8 +248,11 @@ private struct LineParser {
         if case .exec = handOff {} else if options.user != nil || options.group != nil {
             throw LineError("user= and group= apply to exec only")
         }
+        if case .forward = handOff {} else if options.proxy != nil {
+            throw LineError("proxy= applies to forward only")
+        }
         services.append(Service(name: name, handOff: handOff, acknowledgement: try options.acknowledgement(),
-                                access: options.access, hidden: options.hidden))
+                                access: options.access, hidden: options.hidden, proxyHeader: options.proxy))
         definedAt.append(number)
     }
 
@@ -271,6 +276,7 @@ private struct LineParser {
         var serviceAcknowledges = false
         var user: String?
         var group: String?
+        var proxy: ProxyHeader.Version?
         private var seen: [String] = []
 
         var onlyHelpOptions: Bool { seen.allSatisfy { ["allow", "local", "off"].contains($0) } }
@@ -299,6 +305,9 @@ private struct LineParser {
                     throw LineError("message= must be printable ASCII")
                 }
                 message = value
+            case "proxy":
+                guard let version = ProxyHeader.Version(rawValue: value) else { throw LineError("proxy= is v1 or v2") }
+                proxy = version
             case "ack":
                 guard value == "service" || value == "server" else { throw LineError("ack= is server or service") }
                 serviceAcknowledges = value == "service"

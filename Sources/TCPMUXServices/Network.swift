@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-
 /// An IPv4 or IPv6 address. An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what
 /// a dual-stack socket reports for an IPv4 client) is the IPv4 address itself,
 /// so that rules written for IPv4 apply to it.
@@ -21,16 +15,13 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Numeric text only (inet_pton(3)): a configuration never waits on a resolver.
-    /// Only hex digits, `.` and `:` are looked at: a NUL would end the C string
-    /// early and let `10.0.0.1<NUL>junk` pass as 10.0.0.1.
+    /// Numeric text only, as inet_pton(3) reads it (AddressText): a configuration
+    /// never waits on a resolver. Any byte but hex digits, `.` and `:` is
+    /// refused, a NUL included: `10.0.0.1<NUL>junk` is no address.
     public init?(_ text: String) {
-        guard text.utf8.allSatisfy({ isHexDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") }) else { return nil }
-        var buffer = [UInt8](repeating: 0, count: 16)
-        if inet_pton(AF_INET, text, &buffer) == 1 {
-            self.init(bytes: Array(buffer[..<4]))
-        } else if inet_pton(AF_INET6, text, &buffer) == 1 {
-            self.init(bytes: buffer)
+        let utf8 = Array(text.utf8)
+        if let bytes = AddressText.ipv4(utf8[...]) ?? AddressText.ipv6(utf8[...]) {
+            self.init(bytes: bytes)
         } else {
             return nil
         }
@@ -38,18 +29,10 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var isIPv4: Bool { bytes.count == 4 }
 
+    /// As inet_ntop(3) writes it.
     public var description: String {
-        var text = [UInt8](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let family = isIPv4 ? AF_INET : AF_INET6
-        let ok = text.withUnsafeMutableBytes { out in
-            bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, out.baseAddress!.assumingMemoryBound(to: CChar.self), socklen_t(out.count)) } != nil
-        }
-        return ok ? String(decoding: text.prefix { $0 != 0 }, as: UTF8.self) : "?"
+        String(decoding: isIPv4 ? AddressText.text(ipv4: bytes[...]) : AddressText.text(ipv6: bytes), as: UTF8.self)
     }
-}
-
-private func isHexDigit(_ byte: UInt8) -> Bool {
-    (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
 }
 
 /// A whole number written in decimal digits only: Swift's integer parsing also

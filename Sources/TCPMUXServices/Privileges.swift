@@ -1,24 +1,31 @@
 /// Who the server is while it reads the client's bytes, decided from the table
 /// before the first byte is read: as little as the configured services allow.
+///
+/// Each hand-off has its own identity, whatever else the table holds: an exec
+/// service runs as its `user=`; a forward, HELP, every refusal and the drain run
+/// as the unprivileged user (`-u`, default nobody).
 public enum PrivilegePlan: Equatable, Sendable {
     /// Not root: nothing to give up.
     case unchanged
     /// All ids, for good: real, effective and saved, and the groups.
     case become(Credentials)
-    /// Effective ids only, root kept in the saved uid: the table has exec
-    /// services of more than one user (or of root), and only the selected
-    /// one's can be switched to once the request is read. The saved root is
-    /// given up for good before any hand-off.
-    case lowerUntilSelected(Credentials)
+    /// Effective ids only, root kept in the saved uid: an exec service runs as
+    /// another user than the unprivileged one, and only the request says which.
+    /// Root is given up for good as soon as the decision is made.
+    case lowerUntilDecided(Credentials)
 
     public static func plan(runningAsRoot: Bool, table: ServiceTable?, unprivileged: Credentials) -> PrivilegePlan {
         guard runningAsRoot else { return .unchanged }
-        let users = table?.execCredentials ?? []
-        switch users.count {
-        case 0: return .become(unprivileged)
-        // One user for every exec service: become it now, and exec needs no switch.
-        case 1 where users[0].uid != 0: return .become(users[0])
-        default: return .lowerUntilSelected(unprivileged)
+        let needsSwitch = table?.execCredentials.contains { $0 != unprivileged } ?? false
+        return needsSwitch ? .lowerUntilDecided(unprivileged) : .become(unprivileged)
+    }
+
+    /// What the process holds once the plan is carried out.
+    public var state: PrivilegeState {
+        switch self {
+        case .unchanged: .notRoot
+        case .become(let credentials): .settled(credentials)
+        case .lowerUntilDecided(let credentials): .lowered(credentials)
         }
     }
 }

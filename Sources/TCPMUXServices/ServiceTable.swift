@@ -92,14 +92,17 @@ public struct Service: Equatable, Sendable {
     public let access: Access
     /// Left out of HELP (it can still be selected by name).
     public let hidden: Bool
+    /// `forward` only: the PROXY protocol header written to the backend first.
+    public let proxyHeader: ProxyHeader.Version?
 
     public init(name: ServiceName, handOff: HandOff, acknowledgement: Acknowledgement = .server("OK"),
-                access: Access = Access(), hidden: Bool = false) {
+                access: Access = Access(), hidden: Bool = false, proxyHeader: ProxyHeader.Version? = nil) {
         self.name = name
         self.handOff = handOff
         self.acknowledgement = acknowledgement
         self.access = access
         self.hidden = hidden
+        self.proxyHeader = proxyHeader
     }
 
     /// The server's `+` line, if the server writes one.
@@ -155,6 +158,6 @@ public struct ServiceTable: Equatable, Sendable {
 
     /// What HELP shows this client: the services it may use that are not hidden.
     public func helpList(for endpoints: Endpoints) -> [ServiceName] {
-        services.filter { !$0.hidden && $0.access.allows(endpoints) }.map(\.name)
+        services.filter { !$0.hidden && $0.access.allows(endpoints) }.map { $0.name }
     }
 }

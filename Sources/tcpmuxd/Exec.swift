@@ -12,47 +12,105 @@ struct HandOffFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Checks that `program` can run as its user, then becomes that user for good:
-/// after this, nothing runs as root unless the service is configured to. The
-/// anchors reply `+Go` first and fail later; we fail here, before any `+`.
-func prepareExec(_ program: Program) -> Result<Void, HandOffFailure> {
-    // A lowered server checks with root's eyes, as the switch will be made.
-    if geteuid() != 0 && getuid() == 0 && seteuid(0) != 0 { return .failure(HandOffFailure("seteuid 0: \(Errno.current)")) }
-    var status = stat()
-    guard stat(program.path, &status) == 0 else {
-        return .failure(HandOffFailure("\(program.path): \(Errno.current)"))
-    }
-    guard status.st_mode & S_IFMT == S_IFREG else { return .failure(HandOffFailure("\(program.path): not a regular file")) }
-    let uid = program.credentials?.uid ?? geteuid()
-    let groups = program.credentials?.groups ?? [getegid()]
-    let executable: mode_t = uid == 0 ? (S_IXUSR | S_IXGRP | S_IXOTH)
-        : status.st_uid == uid ? S_IXUSR
-        : groups.contains(status.st_gid) ? S_IXGRP
-        : S_IXOTH
-    guard status.st_mode & executable != 0 else {
-        return .failure(HandOffFailure("\(program.path): not executable by uid \(uid)"))
-    }
-    if let problem = formatProblem(program.path) { return .failure(HandOffFailure("\(program.path): \(problem)")) }
+/// Checks that `program` can run as its user, with that user's eyes, then
+/// becomes that user for good: after this, nothing runs as root unless the
+/// service is configured to. The anchors reply `+Go` first and fail later; we
+/// fail here, before any `+`. A lowered server takes the user's effective ids
+/// for the checks and keeps root until they are done, so that a refusal still
+/// answers and drains as the unprivileged user, never as the service's user.
+func prepareExec(_ program: Program, privileges: inout PrivilegeState) throws(HandOffFailure) {
     guard let credentials = program.credentials else {
         // The configuration gives every service a user when we run as root; this
         // is the last guard against a service inheriting root (CVE-2013-4342).
-        return geteuid() == 0 ? .failure(HandOffFailure("no user for a service of a root server")) : .success(())
+        if privileges != .notRoot {
+            try refuse("no user for a service of a root server", privileges: &privileges)
+        }
+        try check(program)
+        return
     }
-    return become(credentials)
+    if privileges.holdsRoot {
+        do throws(PrivilegeFailure) { try assume(credentials) } catch {
+            try refuse("\(error)", privileges: &privileges)
+        }
+    }
+    do throws(HandOffFailure) { try check(program) } catch {
+        try refuse("\(error)", privileges: &privileges)
+    }
+    do throws(PrivilegeFailure) { privileges = try settle(privileges, as: credentials) } catch {
+        try refuse("\(error)", privileges: &privileges)
+    }
 }
 
-/// Why execve(2) would refuse the file's format (ENOEXEC), judged by its first
-/// bytes: an ELF image or a `#!` script is what Linux runs. A file we may not
-/// read is left to execve (execute-only binaries exist).
-private func formatProblem(_ path: String) -> String? {
+/// A failed exec hand-off: a lowered server gives root up for good, as the
+/// unprivileged user, before the refusal is written; then the failure.
+private func refuse(_ reason: String, privileges: inout PrivilegeState) throws(HandOffFailure) -> Never {
+    if let unprivileged = privileges.refusalIdentity {
+        do throws(PrivilegeFailure) { privileges = try settle(privileges, as: unprivileged) } catch {
+            // Nothing may run with root kept: no refusal at all.
+            SystemLog.error("exec refused (\(reason)), then \(error)")
+            exit(1)
+        }
+    }
+    throw HandOffFailure(reason)
+}
+
+/// What execve(2) would refuse, judged as the current effective user (the
+/// service's): a file that is missing, not regular, not executable by that user
+/// (search permission on every directory, the mode, a noexec mount: faccessat
+/// with AT_EACCESS asks the kernel itself), in a format Linux does not run, or
+/// a `#!` script whose interpreter fails the same checks.
+private func check(_ program: Program) throws(HandOffFailure) {
+    try checkExecutable(program.path)
+    switch format(program.path) {
+    case .elf, .unreadable: break
+    case .other: throw HandOffFailure("\(program.path): neither an ELF executable nor a #! script")
+    case .script(let interpreter):
+        // Relative to `/`, the working directory the program gets.
+        let path = interpreter.hasPrefix("/") ? interpreter : "/" + interpreter
+        do throws(HandOffFailure) { try checkExecutable(path) } catch {
+            throw HandOffFailure("\(program.path): interpreter \(error)")
+        }
+    }
+}
+
+/// A regular file the effective user may execute.
+private func checkExecutable(_ path: String) throws(HandOffFailure) {
+    var status = stat()
+    guard stat(path, &status) == 0 else { throw HandOffFailure("\(path): \(Errno.current)") }
+    guard status.st_mode & S_IFMT == S_IFREG else { throw HandOffFailure("\(path): not a regular file") }
+    guard faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) == 0 else {
+        throw HandOffFailure("\(path): not executable by uid \(geteuid()): \(Errno.current)")
+    }
+}
+
+private enum Format {
+    case elf
+    /// `#!` and the interpreter's path.
+    case script(String)
+    case other
+    /// Not readable by the user: left to execve (execute-only binaries exist).
+    case unreadable
+}
+
+/// The file's format, by its first bytes: an ELF image or a `#!` script is
+/// what Linux runs (anything else fails with ENOEXEC). The interpreter is the
+/// first word after `#!` on the first line, as fs/binfmt_script.c reads it
+/// (within the first 256 bytes).
+private func format(_ path: String) -> Format {
     let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-    guard fd >= 0 else { return nil }
+    guard fd >= 0 else { return .unreadable }
     defer { close(fd) }
-    var magic = [UInt8](repeating: 0, count: 4)
-    let count = magic.withUnsafeMutableBytes { read(fd, $0.baseAddress!, 4) }
-    if count >= 2 && magic[0] == UInt8(ascii: "#") && magic[1] == UInt8(ascii: "!") { return nil }
-    if count == 4 && magic == [0x7F, UInt8(ascii: "E"), UInt8(ascii: "L"), UInt8(ascii: "F")] { return nil }
-    return "neither an ELF executable nor a #! script"
+    var head = [UInt8](repeating: 0, count: 256)
+    let count = head.withUnsafeMutableBytes { space in retryingOnInterrupt { read(fd, space.baseAddress!, space.count) } }
+    guard count >= 2 else { return .other }
+    let bytes = head[..<count]
+    if count >= 4 && Array(bytes.prefix(4)) == [0x7F, UInt8(ascii: "E"), UInt8(ascii: "L"), UInt8(ascii: "F")] { return .elf }
+    guard bytes[0] == UInt8(ascii: "#") && bytes[1] == UInt8(ascii: "!") else { return .other }
+    let line = bytes.dropFirst(2).prefix { $0 != UInt8(ascii: "\n") }
+    let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+    let interpreter = line.drop(while: isBlank).prefix { !isBlank($0) && $0 != 0 }
+    guard !interpreter.isEmpty else { return .other }
+    return .script(String(decoding: interpreter, as: UTF8.self))
 }
 
 /// The service's environment: nothing of ours, the connection's addresses under
@@ -65,10 +123,14 @@ func serviceEnvironment(service: String, client: SocketAddress?, local: SocketAd
 }
 
 /// Replaces this process with the program: the connection on fd 0, 1 and 2, no
-/// other descriptor, default signal dispositions, the core limit it was started
-/// with, `/` as working directory (as under inetd). Returns only on failure.
+/// other descriptor, every signal at its default action and none blocked
+/// (whatever the superserver left ignored or blocked survives execve(2): an
+/// ignored SIGCHLD breaks wait(2) in a service that forks), umask 022, the core
+/// limit it was started with, `/` as working directory (as under inetd).
+/// Returns only on failure.
 func execProgram(_ program: Program, environment: [String], input: Int32, output: Int32, coreLimit: rlimit) -> Errno {
-    signal(SIGPIPE, SIG_DFL)
+    resetSignals()
+    umask(0o022)
     var coreLimit = coreLimit
     setrlimit(Int32(RLIMIT_CORE.rawValue), &coreLimit)
     _ = chdir("/")
@@ -95,4 +157,20 @@ private func markDescriptorsCloseOnExec(from first: Int32) {
         let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         if let fd = Int32(name), fd >= first { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     }
+}
+
+/// Every signal to SIG_DFL, and an empty signal mask. Handlers are reset by
+/// execve(2) itself; ignored dispositions and the mask are not. SIGKILL, SIGSTOP
+/// and the signals glibc reserves for itself refuse the change, harmlessly.
+/// Linux numbers signals 1 to 64 (_NSIG - 1).
+private func resetSignals() {
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = SIG_DFL
+    sigemptyset(&action.sa_mask)
+    for number: Int32 in 1...64 where number != SIGKILL && number != SIGSTOP {
+        _ = sigaction(number, &action, nil)
+    }
+    var none = sigset_t()
+    sigemptyset(&none)
+    sigprocmask(SIG_SETMASK, &none, nil)
 }

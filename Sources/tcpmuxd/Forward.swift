@@ -10,11 +10,17 @@ import TCPMUXServices
 /// How long a backend may take to accept the connection.
 let connectSeconds = 5
 
-/// Connects to `target` (non-blocking connect, poll(2) bounded by `deadline`).
-/// Returns a non-blocking, close-on-exec socket.
-func connectBackend(_ target: ForwardTarget, before deadline: Deadline) -> Result<Int32, HandOffFailure> {
+/// Connects to `target` within `deadline`. Returns a non-blocking,
+/// close-on-exec socket. TCP: a non-blocking connect, poll(2) until it completes.
+/// A Unix socket whose listen backlog is full refuses a non-blocking connect at
+/// once (EAGAIN), where a TCP backend in the same state is waited for; so a Unix
+/// connect blocks, bounded by SO_SNDTIMEO, which the kernel uses as the time to
+/// wait for room in the backlog (unix_stream_connect in net/unix/af_unix.c),
+/// and both kinds get the same bound.
+func connectBackend(_ target: ForwardTarget, before deadline: Deadline) throws(HandOffFailure) -> Int32 {
     var storage = sockaddr_storage()
     let length: Int
+    var nonBlocking = SOCK_NONBLOCK.rawValue
     switch target {
     case .tcp(let address, let port) where address.isIPv4:
         var ipv4 = sockaddr_in()
@@ -36,15 +42,28 @@ func connectBackend(_ target: ForwardTarget, before deadline: Deadline) -> Resul
         withUnsafeMutableBytes(of: &unix.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
         length = MemoryLayout<sockaddr_un>.size
         withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: unix, as: sockaddr_un.self) }
+        nonBlocking = 0
     }
-    let fd = socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { return .failure(HandOffFailure("socket: \(Errno.current)")) }
-    let status = withUnsafePointer(to: &storage) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
+    let fd = socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue | nonBlocking | SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw HandOffFailure("socket: \(Errno.current)") }
+    var problem: Int32 = 0
+    while true {
+        if nonBlocking == 0 {
+            let left = deadline.remainingMilliseconds
+            if left == 0 { problem = ETIMEDOUT; break }
+            var timeout = timeval(tv_sec: Int(left / 1000), tv_usec: Int(left % 1000) * 1000)
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+        let status = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
+        }
+        problem = status == 0 ? 0 : errno
+        // A blocking connect interrupted by a signal: again, with what is left.
+        if problem == EINTR && nonBlocking == 0 { continue }
+        break
     }
-    if status == 0 { return .success(fd) }
-    var problem = errno
-    if problem == EINPROGRESS || problem == EINTR {
+    if problem == EAGAIN && nonBlocking == 0 { problem = ETIMEDOUT }
+    if problem == EINPROGRESS || (problem == EINTR && nonBlocking != 0) {
         var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
         var ready: Int32 = 0
         repeat { ready = poll(&entry, 1, deadline.remainingMilliseconds) } while ready == -1 && errno == EINTR
@@ -54,10 +73,17 @@ func connectBackend(_ target: ForwardTarget, before deadline: Deadline) -> Resul
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &problem, &length)
         }
-        if problem == 0 { return .success(fd) }
     }
-    close(fd)
-    return .failure(HandOffFailure("connect \(target): \(Errno(code: problem))"))
+    guard problem == 0 else {
+        close(fd)
+        throw HandOffFailure("connect \(target): \(Errno(code: problem))")
+    }
+    if nonBlocking == 0 {
+        var none = timeval()
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+    return fd
 }
 
 /// One direction of the relay: bytes read from `source` wait in `buffer` until
@@ -71,6 +97,8 @@ private struct Direction {
     var end = 0
     var sourceEnded = false
     var finished = false
+    /// A side reset (a read or write failed): nothing more can pass either way.
+    var broken = false
     var total = 0
 
     init(from source: Int32, to destination: Int32, capacity: Int) {
@@ -90,8 +118,11 @@ private struct Direction {
         if count > 0 {
             start = 0
             end = count
-        } else if count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        } else if count == 0 {
             sourceEnded = true
+        } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+            sourceEnded = true
+            broken = true
         }
         finishIfDrained()
     }
@@ -105,6 +136,7 @@ private struct Direction {
             // The reader is gone: what is left can never be delivered.
             start = end
             sourceEnded = true
+            broken = true
         }
         finishIfDrained()
     }
@@ -118,7 +150,13 @@ private struct Direction {
 }
 
 /// Relays client → backend and backend → client until both directions have
-/// ended, passing each half-close on. Returns the bytes delivered each way.
+/// ended, passing each half-close on, or until either side resets: then the
+/// relay ends at once (the other side is closed by the exit), instead of waiting
+/// for the other side to send a byte that could go nowhere. Once one direction
+/// has ended, the other, waiting for input, also watches its destination
+/// (events 0: only POLLERR and POLLHUP are reported), so that a reset of that
+/// side, or a Unix peer's close, is seen though nothing reads from it any more.
+/// Returns the bytes delivered each way.
 func relay(input: Int32, output: Int32, backend: Int32) -> (up: Int, down: Int) {
     for fd in [input, output] {
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -126,16 +164,21 @@ func relay(input: Int32, output: Int32, backend: Int32) -> (up: Int, down: Int) 
     let capacity = 256 * 1024
     var directions = [Direction(from: input, to: backend, capacity: capacity),
                       Direction(from: backend, to: output, capacity: capacity)]
-    while directions.contains(where: { !$0.finished }) {
+    enum Role { case input, output, watch }
+    relaying: while directions.contains(where: { !$0.finished }) {
         var entries: [pollfd] = []
-        var owners: [(index: Int, input: Bool)] = []
+        var owners: [(index: Int, role: Role)] = []
         for (index, direction) in directions.enumerated() {
             if direction.wantsInput {
                 entries.append(pollfd(fd: direction.source, events: Int16(POLLIN), revents: 0))
-                owners.append((index, true))
+                owners.append((index, .input))
+                if directions[1 - index].finished {
+                    entries.append(pollfd(fd: direction.destination, events: 0, revents: 0))
+                    owners.append((index, .watch))
+                }
             } else if direction.wantsOutput {
                 entries.append(pollfd(fd: direction.destination, events: Int16(POLLOUT), revents: 0))
-                owners.append((index, false))
+                owners.append((index, .output))
             }
         }
         let ready = poll(&entries, nfds_t(entries.count), -1)
@@ -144,7 +187,12 @@ func relay(input: Int32, output: Int32, backend: Int32) -> (up: Int, down: Int) 
             break
         }
         for (entry, owner) in zip(entries, owners) where entry.revents != 0 {
-            if owner.input { directions[owner.index].fill() } else { directions[owner.index].flush() }
+            switch owner.role {
+            case .input: directions[owner.index].fill()
+            case .output: directions[owner.index].flush()
+            case .watch: break relaying
+            }
+            if directions[owner.index].broken { break relaying }
         }
     }
     return (directions[0].total, directions[1].total)

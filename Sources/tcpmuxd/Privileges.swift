@@ -1,5 +1,5 @@
 // Giving up root: before the first byte of the request (PrivilegePlan), and for
-// good before any hand-off.
+// good as soon as the request is decided (PrivilegeState).
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -7,73 +7,108 @@ import Musl
 #endif
 import TCPMUXServices
 
-/// Before the first byte of the request: the plan for this table, carried out.
-/// Returns who a root server gives root up to for good before a hand-off other
-/// than exec (nil when not root).
-func giveUpPrivileges(_ options: Options, table: ServiceTable?) -> Result<Credentials?, HandOffFailure> {
-    guard geteuid() == 0 else { return .success(nil) }
-    // The default, nobody, is the kernel's overflow ids, 65534, without reading
-    // /etc/passwd and /etc/group: that costs every connection about 0.1 ms
-    // (bench/run), and 65534 is unprivileged wherever nobody is not it.
-    let found = options.unprivilegedUser == Options().unprivilegedUser
-        ? .success(Credentials(user: "nobody", uid: 65534, gid: 65534, groups: [65534]))
-        : readAccounts().credentials(user: options.unprivilegedUser, group: nil)
-    switch found {
+/// Why the server could not change who it is; it then serves nothing as root.
+struct PrivilegeFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The kernel's overflow ids, the default `-u nobody`, and where a `-u` that
+/// names no account falls back to.
+let overflowCredentials = Credentials(user: "nobody", uid: 65534, gid: 65534, groups: [65534])
+
+/// Who a root server gives up root to (`-u`). The default, nobody, is the
+/// kernel's overflow ids, 65534, without reading /etc/passwd and /etc/group:
+/// that costs every connection about 0.1 ms (bench/run), and 65534 is
+/// unprivileged wherever nobody is not it. A `-u` that cannot be resolved (an
+/// unknown name, a number without a passwd entry, an unreadable /etc/passwd)
+/// is logged and falls back to 65534, and the connection fails closed (nil
+/// table): never served as root, never as a guess.
+func unprivilegedCredentials(_ options: Options, table: inout ServiceTable?) -> Credentials {
+    guard options.unprivilegedUser != Options().unprivilegedUser else { return overflowCredentials }
+    switch readAccounts().credentials(user: options.unprivilegedUser, group: nil) {
+    case .success(let credentials):
+        return credentials
     case .failure(let error):
-        return .failure(HandOffFailure("-u \(options.unprivilegedUser): \(error)"))
-    case .success(let unprivileged):
-        return apply(PrivilegePlan.plan(runningAsRoot: true, table: table, unprivileged: unprivileged)).map { unprivileged }
+        SystemLog.error("-u \(options.unprivilegedUser): \(error); serving as uid 65534, every request refused")
+        table = nil
+        return overflowCredentials
     }
 }
 
-/// Carries out the plan made from the table.
-private func apply(_ plan: PrivilegePlan) -> Result<Void, HandOffFailure> {
+/// Carries out the plan made from the table, before the first byte is read.
+func apply(_ plan: PrivilegePlan) throws(PrivilegeFailure) -> PrivilegeState {
     switch plan {
-    case .unchanged: .success(())
-    case .become(let credentials): become(credentials)
-    case .lowerUntilSelected(let credentials): lower(to: credentials)
+    case .unchanged: break
+    case .become(let credentials): try setEveryId(credentials)
+    case .lowerUntilDecided(let credentials): try lower(to: credentials)
+    }
+    return plan.state
+}
+
+/// Gives root up for good as `credentials`: from a lowered state root is
+/// regained first, to be given up whole. A server that holds no root can only
+/// stay who it is.
+func settle(_ state: PrivilegeState, as credentials: Credentials) throws(PrivilegeFailure) -> PrivilegeState {
+    switch state {
+    case .lowered:
+        guard seteuid(0) == 0 else { throw PrivilegeFailure("seteuid 0: \(Errno.current)") }
+        try setEveryId(credentials)
+    case .settled(let current):
+        guard credentials.uid == current.uid, credentials.gid == current.gid else {
+            throw PrivilegeFailure("cannot become user \(credentials.user): root was given up to \(current.user)")
+        }
+    case .notRoot:
+        guard credentials.uid == geteuid(), credentials.gid == getegid() else {
+            throw PrivilegeFailure("cannot become user \(credentials.user): the server is not root")
+        }
+    }
+    return state == .notRoot ? .notRoot : .settled(credentials)
+}
+
+/// Once the request is decided: root, if still held, is given up for good as
+/// the unprivileged user for anything but an exec hand-off (PrivilegeState
+/// says when). A server that cannot do so exits without another word: nothing
+/// may run with root kept.
+func settleDecided(_ privileges: inout PrivilegeState, after next: Session.Next) {
+    guard let unprivileged = privileges.settling(after: next) else { return }
+    do throws(PrivilegeFailure) { privileges = try settle(privileges, as: unprivileged) } catch {
+        SystemLog.error("cannot give up privileges: \(error)")
+        exit(1)
     }
 }
 
 /// Real, effective and saved ids and the groups, for good (setgroups, setgid,
 /// setuid, each checked, then verified: every id changed, and root cannot be
-/// had back). From a lowered state, root is regained first, to be given up whole.
-func become(_ credentials: Credentials) -> Result<Void, HandOffFailure> {
-    if geteuid() != 0 && getuid() == 0 && seteuid(0) != 0 {
-        return .failure(HandOffFailure("seteuid 0: \(Errno.current)"))
-    }
-    if geteuid() != 0 {
-        // Not root: only who we already are.
-        guard credentials.uid == geteuid(), credentials.gid == getegid() else {
-            return .failure(HandOffFailure("cannot become user \(credentials.user): the server is not root"))
-        }
-        return .success(())
-    }
+/// had back). Needs effective root.
+private func setEveryId(_ credentials: Credentials) throws(PrivilegeFailure) {
     var groups = credentials.groups.map { gid_t($0) }
-    guard setgroups(groups.count, &groups) == 0 else { return .failure(HandOffFailure("setgroups: \(Errno.current)")) }
-    guard setgid(gid_t(credentials.gid)) == 0 else { return .failure(HandOffFailure("setgid \(credentials.gid): \(Errno.current)")) }
-    guard setuid(uid_t(credentials.uid)) == 0 else { return .failure(HandOffFailure("setuid \(credentials.uid): \(Errno.current)")) }
+    guard setgroups(groups.count, &groups) == 0 else { throw PrivilegeFailure("setgroups: \(Errno.current)") }
+    guard setgid(gid_t(credentials.gid)) == 0 else { throw PrivilegeFailure("setgid \(credentials.gid): \(Errno.current)") }
+    guard setuid(uid_t(credentials.uid)) == 0 else { throw PrivilegeFailure("setuid \(credentials.uid): \(Errno.current)") }
     guard getuid() == credentials.uid, geteuid() == credentials.uid,
           getgid() == credentials.gid, getegid() == credentials.gid,
           credentials.uid == 0 || setuid(0) == -1 else {
-        return .failure(HandOffFailure("user switch to \(credentials.user) did not hold"))
+        throw PrivilegeFailure("user switch to \(credentials.user) did not hold")
     }
-    return .success(())
 }
 
-/// Effective ids and groups only; the saved uid stays root, for `become` later.
-private func lower(to credentials: Credentials) -> Result<Void, HandOffFailure> {
+/// Effective ids and groups only; the saved uid stays root, to be given up for
+/// good (`settle`) once the request is decided.
+private func lower(to credentials: Credentials) throws(PrivilegeFailure) {
     var groups = credentials.groups.map { gid_t($0) }
-    guard setgroups(groups.count, &groups) == 0 else { return .failure(HandOffFailure("setgroups: \(Errno.current)")) }
-    guard setegid(gid_t(credentials.gid)) == 0 else { return .failure(HandOffFailure("setegid \(credentials.gid): \(Errno.current)")) }
-    guard seteuid(uid_t(credentials.uid)) == 0 else { return .failure(HandOffFailure("seteuid \(credentials.uid): \(Errno.current)")) }
-    return .success(())
+    guard setgroups(groups.count, &groups) == 0 else { throw PrivilegeFailure("setgroups: \(Errno.current)") }
+    guard setegid(gid_t(credentials.gid)) == 0 else { throw PrivilegeFailure("setegid \(credentials.gid): \(Errno.current)") }
+    guard seteuid(uid_t(credentials.uid)) == 0 else { throw PrivilegeFailure("seteuid \(credentials.uid): \(Errno.current)") }
 }
 
-/// Whether root is still held, effective or saved (a lowered server, or one that
-/// regained root to check an exec service): then it must be given up for good
-/// before anything but that exec switch.
-var holdsRoot: Bool { getuid() == 0 || geteuid() == 0 }
+/// From a lowered state: the effective ids and groups of `credentials`, root
+/// still kept as the saved uid, so that the exec checks see what that user
+/// sees and a failed check can still settle as the unprivileged user.
+func assume(_ credentials: Credentials) throws(PrivilegeFailure) {
+    guard seteuid(0) == 0 else { throw PrivilegeFailure("seteuid 0: \(Errno.current)") }
+    try lower(to: credentials)
+}
 
 /// No core files while serving: a core could hold what clients sent. Only the
 /// soft limit is lowered; the limit returned is the one an exec'd service gets back.

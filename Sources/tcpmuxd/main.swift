@@ -32,7 +32,11 @@ struct Transcript {
     }
 
     mutating func append(_ event: String) { events.append(event) }
-    func log() {
+
+    /// Logs the events so far, as one line, and starts the next line afresh (a
+    /// forward logs when it starts and again when it ends).
+    mutating func log() {
+        defer { events.removeAll() }
         // Appended by hand: the generic joined(separator:) looks up its types at
         // run time, some 80,000 instructions, more than the rest of the request.
         var line = connection + ": "
@@ -108,18 +112,20 @@ if case .failure(let error) = loaded {
 }
 
 // 4. Give up what the table does not need, before the first byte is read: a
-//    root server becomes nobody (-u), or the one user its exec services run
-//    as, or lowers its effective ids until a request selects one of several.
+//    root server becomes the unprivileged user (-u, default nobody) for good,
+//    or, when an exec service runs as another user, lowers its effective ids to
+//    it until the request is decided. A server that cannot do this serves
+//    nothing: it exits before reading a byte.
 let coreLimit = disableCoreDumps()
 var table = try? loaded.get().table
-let unprivileged: Credentials?
-switch giveUpPrivileges(options, table: table) {
-case .success(let credentials):
-    unprivileged = credentials
-case .failure(let failure):
-    SystemLog.error("cannot give up privileges: \(failure)")
-    unprivileged = nil
-    table = nil  // Fail closed: no hand-off from a server that kept what it should not have.
+var privileges: PrivilegeState
+do throws(PrivilegeFailure) {
+    let runningAsRoot = geteuid() == 0
+    let unprivileged = runningAsRoot ? unprivilegedCredentials(options, table: &table) : overflowCredentials
+    privileges = try apply(PrivilegePlan.plan(runningAsRoot: runningAsRoot, table: table, unprivileged: unprivileged))
+} catch {
+    SystemLog.error("cannot give up privileges: \(error); exiting before the request is read")
+    exit(1)
 }
 let client = socketAddress(of: requestInput, peer: true)
 let local = socketAddress(of: requestInput, peer: false)
@@ -144,13 +150,20 @@ conversation: while true {
         case .failed(let error):
             // Reset or gone: nobody is left to answer.
             transcript.append("\"\(escapedForLog(parser.received))\" client lost: \(error)")
+            settleDecided(&privileges, after: .close)
             break conversation
         }
     }
     let decision = session.decide(outcome!)
+    // Decided: root, if kept for an exec switch, is given up for good before
+    // anything but that exec, the reply included.
+    settleDecided(&privileges, after: decision.next)
     let shown = if case .request(let name) = outcome! { name.bytes } else { parser.received }
     transcript.append("\"\(escapedForLog(shown))\" \(decision.summary)")
-    if let reply = decision.reply, !transcript.send(reply) { break conversation }
+    if let reply = decision.reply, !transcript.send(reply) {
+        settleDecided(&privileges, after: .close)
+        break conversation
+    }
     switch decision.next {
     case .readRequest: continue conversation
     case .close: break conversation
@@ -165,13 +178,8 @@ conversation: while true {
 if let service = selected {
     switch service.handOff {
     case .exec(let program):
-        switch prepareExec(program) {
-        case .failure(let failure):
-            transcript.append("exec failed: \(failure)")
-            // Root, regained for the checks, is not kept for the refusal.
-            if holdsRoot, let unprivileged { _ = become(unprivileged) }
-            _ = transcript.send(.negative(.handOffFailed))
-        case .success:
+        do throws(HandOffFailure) {
+            try prepareExec(program, privileges: &privileges)
             if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
             transcript.append("exec \(program.path) as \(program.credentials?.user ?? "self")")
             transcript.log()
@@ -179,25 +187,27 @@ if let service = selected {
             let error = execProgram(program, environment: environment, input: requestInput, output: replyOutput, coreLimit: coreLimit)
             SystemLog.error("exec \(program.path) after +: \(error)")
             exit(1)
+        } catch {
+            transcript.append("exec failed: \(error)")
+            _ = transcript.send(.negative(.handOffFailed))
         }
     case .forward(let target):
-        // A lowered server gives root up for good before it relays anything.
-        if holdsRoot, let unprivileged, case .failure(let failure) = become(unprivileged) {
-            transcript.append("forward failed: \(failure)")
-            _ = transcript.send(.negative(.handOffFailed))
-            break
-        }
-        switch connectBackend(target, before: .after(seconds: connectSeconds)) {
-        case .failure(let failure):
-            transcript.append("forward failed: \(failure)")
-            _ = transcript.send(.negative(.handOffFailed))
-        case .success(let backend):
+        // Root, if the server had it, was given up when the request was decided.
+        do throws(HandOffFailure) {
+            let backend = try connectBackend(for: service, target, client: client, local: local,
+                                             before: .after(seconds: connectSeconds), transcript: &transcript)
             if let acceptance = service.acceptance, !transcript.send(acceptance) { break }
+            // Logged now, so that a long relay, or one that is killed, leaves a record.
+            transcript.append("forward \(target)")
+            transcript.log()
             let started = Deadline.now
             let (up, down) = relay(input: requestInput, output: replyOutput, backend: backend)
-            transcript.append("forward \(target): \(up) bytes up, \(down) bytes down, \(started.elapsedMilliseconds) ms")
+            transcript.append("forward \(target) ended: \(up) bytes up, \(down) bytes down, \(started.elapsedMilliseconds) ms")
             transcript.log()
             exit(0)
+        } catch {
+            transcript.append("forward failed: \(error)")
+            _ = transcript.send(.negative(.handOffFailed))
         }
     case .tcpmux:
         break  // Answered in the conversation: TCPMUX again.

@@ -74,6 +74,28 @@ let runningAsRoot = geteuid() == 0
         #expect(reply == expected)
     }
 
+    /// No descriptor the server inherited reaches the program: started with fd 7
+    /// open and not close-on-exec, as a careless superserver might leave it, the
+    /// program holds only the connection on 0, 1 and 2 (its shell lists them).
+    @Test func onlyTheConnectionInherited() throws {
+        let config = try ConfigurationFile("""
+            fds exec /bin/sh sh -c "ls /proc/$$/fd; :"
+            """)
+        let connection = try Connection(config.arguments, launcher: ["/bin/sh", "-c", "exec \"$@\" 7</dev/null", "sh"])
+        // The server itself holds fd 7, so the test means something.
+        var held = false
+        for _ in 0..<100 where !held {
+            var status = stat()
+            held = lstat("/proc/\(connection.server.pid)/fd/7", &status) == 0
+            if !held { usleep(20_000) }
+        }
+        #expect(held, "the server was started with fd 7")
+        try connection.send("fds\r\n")
+        connection.shutdownWrite()
+        #expect(connection.replyText() == "+OK\r\n0\n1\n2\n")
+        #expect(connection.finish() == 0)
+    }
+
     /// With ack=service the program writes its own `+`; the server writes nothing.
     @Test func serviceAcknowledges() throws {
         let config = try ConfigurationFile("""
@@ -89,19 +111,22 @@ let runningAsRoot = geteuid() == 0
     /// A program that is missing, not executable, a directory, or not a format
     /// the kernel can run is refused before any `+` (the anchors send `+Go`
     /// first, then fail).
-    @Test(arguments: [("missing", 0o755), ("directory", 0o755), ("plain", 0o644), ("text", 0o755)] as [(String, mode_t)])
+    /// "Executable" means executable by the service's user: a root-owned 0700
+    /// program is refused for `user=nobody` ("private").
+    @Test(arguments: [("missing", 0o755), ("directory", 0o755), ("plain", 0o644), ("text", 0o755), ("private", 0o700)] as [(String, mode_t)])
     func unrunnableProgram(_ kind: String, _ mode: mode_t) throws {
         let config = try ConfigurationFile("")
         let path = config.sibling(kind)
         switch kind {
         case "directory": try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
-        case "plain": try "#!/bin/sh\necho hi\n".write(toFile: path, atomically: false, encoding: .utf8)
+        case "plain", "private": try "#!/bin/sh\necho hi\n".write(toFile: path, atomically: false, encoding: .utf8)
         case "text": try "echo no interpreter line\n".write(toFile: path, atomically: false, encoding: .utf8)
         default: break
         }
         chmod(path, mode)
         chmod(config.directory, 0o755)
-        try "broken exec \(path) broken\n".write(toFile: config.path, atomically: false, encoding: .utf8)
+        let user = kind == "private" ? "user=nobody " : ""
+        try "broken \(user)exec \(path) broken\n".write(toFile: config.path, atomically: false, encoding: .utf8)
         #expect(try exchange("broken\r\n", arguments: config.arguments) == unavailable)
     }
 
@@ -244,11 +269,28 @@ let runningAsRoot = geteuid() == 0
         #expect(try exchange("HELP\r\n", arguments: ["-f", "/nonexistent/tcpmuxd.conf"]) == tableUnavailable)
     }
 
-    /// As sshd's StrictModes: a root server refuses a file others could write.
-    @Test func writableFileRefusedByRoot() throws {
-        let config = try ConfigurationFile("open tcpmux", mode: 0o666)
+    /// As sshd's StrictModes: a root server refuses a file that anyone but root
+    /// could write, by its mode (group or others) or by its owner, and `-n` says
+    /// so with exit 1; a root-owned 0644 file loads. Mode and owner as
+    /// (mode, uid).
+    @Test(.enabled(if: runningAsRoot, "only a root server checks who could write its configuration"),
+          arguments: [(0o666, 0), (0o660, 0), (0o620, 0), (0o602, 0), (0o644, 65534), (0o600, 1), (0o644, 0)] as [(mode_t, uid_t)])
+    func writableFileRefusedByRoot(_ mode: mode_t, _ owner: uid_t) throws {
+        let config = try ConfigurationFile("open tcpmux", mode: mode)
+        try check("chown", chown(config.path, owner, 0))
+        let refused = mode & 0o022 != 0 || owner != 0
         let reply = try exchange("HELP\r\n", arguments: config.arguments)
-        #expect(reply == (runningAsRoot ? tableUnavailable : "open\r\n"))
+        #expect(reply == (refused ? tableUnavailable : "open\r\n"))
+        let checked = try runWithPipes(["-n"] + config.arguments, input: "")
+        #expect(checked.status == (refused ? 1 : 0))
+        #expect(checked.stderr.isEmpty != refused, "-n says why: \(checked.stderr)")
+    }
+
+    /// Not root: the file is the user's own, and its mode is the user's business.
+    @Test(.enabled(if: !runningAsRoot, "run as root, writableFileRefusedByRoot applies"))
+    func writableFileLoadedByUser() throws {
+        let config = try ConfigurationFile("open tcpmux", mode: 0o666)
+        #expect(try exchange("HELP\r\n", arguments: config.arguments) == "open\r\n")
     }
 
     /// -n: the normalized table and exit 0, or every error and exit 1.

@@ -146,7 +146,8 @@ final class Child {
     let pid: pid_t
     private var exitStatus: Int32?
 
-    init(_ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32) throws {
+    /// `blockedSignals`: the signal mask the child starts with (empty by default).
+    init(_ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32, blockedSignals: [Int32] = []) throws {
         _ = brokenPipesIgnored
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -165,7 +166,9 @@ final class Child {
         defer { posix_spawnattr_destroy(&attributes) }
         var signals = sigset_t()
         sigemptyset(&signals)
+        for signal in blockedSignals { sigaddset(&signals, signal) }
         posix_spawnattr_setsigmask(&attributes, &signals)
+        sigemptyset(&signals)
         for signal in [SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2] {
             sigaddset(&signals, signal)
         }
@@ -298,14 +301,18 @@ final class Connection: ClientSocket, @unchecked Sendable {
     let started = now()
 
     /// Starts in.tcpmuxd with `arguments` on an accepted loopback connection,
-    /// arriving on `endpoint` from `source`.
-    init(_ arguments: [String] = [], endpoint: Endpoint = .ipv4("127.0.0.1"), source: String? = nil) throws {
+    /// arriving on `endpoint` from `source`. `launcher` runs first and execs the
+    /// server (a shell that opens a descriptor, say); `prepare` gets the accepted
+    /// socket before the server does.
+    init(_ arguments: [String] = [], endpoint: Endpoint = .ipv4("127.0.0.1"), source: String? = nil,
+         launcher: [String] = [], prepare: (Int32) -> Void = { _ in }) throws {
         let listener = try listeningSocket(endpoint)
         defer { close(listener) }
         client = try connectSocket(to: listener, from: source)
         let accepted = try check("accept", spawnLock.withLock { closeOnExec(accept(listener, nil, nil)) })
         defer { close(accepted) }
-        server = try Child([serverBinary] + arguments, stdin: accepted, stdout: accepted, stderr: accepted)
+        prepare(accepted)
+        server = try Child(launcher + [serverBinary] + arguments, stdin: accepted, stdout: accepted, stderr: accepted)
     }
 
     deinit { if client >= 0 { close(client) } }

@@ -130,15 +130,53 @@ func name(_ text: String) -> ServiceName { ServiceName(text)! }
         #expect(PrivilegePlan.plan(runningAsRoot: true, table: nil, unprivileged: nobody) == .become(nobody))
     }
 
-    /// Every exec service runs as one user: become that user now.
+    /// Exec services of one user other than the unprivileged one: lowered, not
+    /// that user for good, so that a forward, HELP or a refusal never runs as it
+    /// (a forward would connect with its uid and groups).
     @Test func oneExecUser() {
-        let alice = Credentials(user: "alice", uid: 1000, gid: 1000, groups: [1000, 50, 10])
-        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("a user=alice exec /bin/a\nb user=alice exec /bin/b"), unprivileged: nobody) == .become(alice))
+        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("a user=alice exec /bin/a\nb user=alice exec /bin/b\nf forward /run/f.sock"), unprivileged: nobody) == .lowerUntilDecided(nobody))
     }
 
-    /// Several users, or root itself: lowered until the request selects one.
+    /// Every exec service runs as the unprivileged user: nothing needs root, so
+    /// it is given up at once.
+    @Test func execAsTheUnprivilegedUser() {
+        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("a user=nobody exec /bin/a\nf forward /run/f.sock"), unprivileged: nobody) == .become(nobody))
+    }
+
+    /// Several users, or root itself: lowered until the request is decided.
     @Test func severalExecUsers() {
-        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("a user=alice exec /bin/a\nb exec /bin/b"), unprivileged: nobody) == .lowerUntilSelected(nobody))
-        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("r user=root exec /bin/r"), unprivileged: nobody) == .lowerUntilSelected(nobody))
+        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("a user=alice exec /bin/a\nb exec /bin/b"), unprivileged: nobody) == .lowerUntilDecided(nobody))
+        #expect(PrivilegePlan.plan(runningAsRoot: true, table: table("r user=root exec /bin/r"), unprivileged: nobody) == .lowerUntilDecided(nobody))
+    }
+
+    /// The state the plan leaves is the value carried to the hand-off.
+    @Test func planState() {
+        #expect(PrivilegePlan.unchanged.state == .notRoot)
+        #expect(PrivilegePlan.become(nobody).state == .settled(nobody))
+        #expect(PrivilegePlan.lowerUntilDecided(nobody).state == .lowered(nobody))
+        #expect(PrivilegeState.lowered(nobody).holdsRoot)
+        #expect(!PrivilegeState.settled(nobody).holdsRoot && !PrivilegeState.notRoot.holdsRoot)
+    }
+
+    /// A lowered server gives root up, as the unprivileged user, on every
+    /// decision but an exec hand-off and the next nested request: a forward,
+    /// HELP, a refusal, a timeout.
+    @Test func loweredSettlesOnDecision() throws {
+        let services = table("a user=alice exec /bin/a\nf forward /run/f.sock\nt tcpmux")
+        let exec = try #require(services.service(named: name("a")))
+        let forward = try #require(services.service(named: name("f")))
+        let lowered = PrivilegeState.lowered(nobody)
+        #expect(lowered.settling(after: .handOff(forward)) == nobody)
+        #expect(lowered.settling(after: .close) == nobody)
+        #expect(lowered.settling(after: .handOff(exec)) == nil, "the exec switches to its own user")
+        #expect(lowered.settling(after: .readRequest) == nil, "a nested request may still select the exec")
+        var session = Session(table: services)
+        for request in ["HELP", "nosuch"] {
+            #expect(lowered.settling(after: session.decide(.request(name(request))).next) == nobody)
+        }
+        #expect(lowered.settling(after: session.decide(.rejected(.timedOut)).next) == nobody)
+        #expect(lowered.refusalIdentity == nobody)
+        #expect(PrivilegeState.settled(nobody).settling(after: .close) == nil && PrivilegeState.settled(nobody).refusalIdentity == nil)
+        #expect(PrivilegeState.notRoot.settling(after: .handOff(forward)) == nil)
     }
 }
