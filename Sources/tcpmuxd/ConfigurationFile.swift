@@ -71,7 +71,7 @@ func loadServiceTable(_ options: Options) -> Result<(table: ServiceTable, source
     let context = Configuration.Context(runningAsRoot: geteuid() == 0, accounts: readAccounts)
     do {
         let bytes = try readSmallFile(path, limit: configurationSizeLimit, check: ownershipProblem).get()
-        let table = try Configuration.parse(String(decoding: bytes, as: UTF8.self), file: path, context: context)
+        let table = try Configuration.parse(bytes, file: path, context: context)
         return .success((table, path))
     } catch {
         return .failure(error)
