@@ -244,6 +244,18 @@ func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: 
     }
 }
 
+/// Issue 9, item 13: a person who typed a name into plain nc, ncat, socat or
+/// curl telnet:// sent a bare LF; the reply tells them how to send CRLF, in
+/// one printable line that fits a 256-byte reply buffer.
+@Suite struct BareLineFeedReplyTests {
+    @Test func replySaysWhatToDo() {
+        let bytes = Reply.negative(.bareLineFeed).bytes
+        #expect(bytes == Array("-Request line must end with CRLF, not a bare LF (use telnet, nc -C, ncat -C or socat's crlf option)\r\n".utf8))
+        #expect(bytes.count <= 256)
+        #expect(bytes.dropLast(2).allSatisfy { (0x20...0x7E).contains($0) })
+    }
+}
+
 /// Loading and lookup in O(n log n) (issue 9, item 11): the duplicate check and
 /// the lookup were scans, quadratic over a file (26 s of CPU for 75,000 lines).
 @Suite struct LargeTableTests {
