@@ -115,6 +115,7 @@ func openChecked(_ path: String) -> Result<Int32, ConfigurationLoadError> {
             var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
             let count = buffer.withUnsafeMutableBytes { readlinkat(entry, "", $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
             guard count >= 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+            guard count < buffer.count else { return .failure(ConfigurationLoadError(path: path, errno: ENAMETOOLONG)) }
             let target = String(decoding: buffer[..<count], as: UTF8.self)
             _ = walked.popLast()
             if target.hasPrefix("/") {

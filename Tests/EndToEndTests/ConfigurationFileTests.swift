@@ -221,6 +221,13 @@ struct StrictModesTests {
             self.result = result
             port = UInt16(bigEndian: address.sin_port)
             done = Background {
+                // Wait outside the lock (accept under it would block the
+                // client's spawn), at most 15 s: a client that never came fails.
+                var entry = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                guard poll(&entry, 1, 15_000) > 0 else {
+                    result.set(-1)
+                    return
+                }
                 let accepted = spawnLock.withLock { closeOnExec(accept(listener, nil, nil)) }
                 guard accepted >= 0, let server = try? Child([serverBinary] + arguments, stdin: accepted, stdout: accepted,
                                                              stderr: stderr ?? accepted) else {
