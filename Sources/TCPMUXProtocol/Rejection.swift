@@ -26,7 +26,9 @@ public enum Rejection: Equatable, Sendable, CaseIterable {
         switch self {
         case .noRequest: "No request received"
         case .unterminatedRequest: "Connection closed before the end of the request line"
-        case .bareLineFeed: "Request line must end with CRLF, not a bare LF"
+        // What a person typing into plain nc, ncat, socat or curl telnet:// sends:
+        // say how to send CRLF instead.
+        case .bareLineFeed: "Request line must end with CRLF, not a bare LF (use telnet, nc -C, ncat -C or socat's crlf option)"
         case .strayCarriageReturn: "Carriage return not followed by line feed"
         case .controlByte: "Service name contains a control character"
         case .whiteSpace: "Service name contains white space"

@@ -52,17 +52,30 @@ public enum Configuration {
     }
 
     public static let defaultUser = "nobody"
+    /// The longest `message=`: `+`, the text and CRLF in 256 bytes, what
+    /// sustrik's libmill tcpmux client reads a reply into.
+    public static let maximumMessageLength = 253
 
     public static func parse(_ text: String, file: String, context: Context) throws(InvalidConfiguration) -> ServiceTable {
+        try parse(Array(text.utf8), file: file, context: context)
+    }
+
+    /// The file as read: bytes, so that text that is not UTF-8 is refused
+    /// (with its line) rather than decoded with replacement characters, which
+    /// would make `/tmp/caf\xe9` another path.
+    public static func parse(_ bytes: [UInt8], file: String, context: Context) throws(InvalidConfiguration) -> ServiceTable {
         var parser = LineParser(file: file, context: context)
-        // "\r\n" is one Character in Swift: split on both line ends.
-        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
-        for (index, line) in lines.enumerated() {
-            parser.parse(line, number: index + 1)
+        // Lines end at LF; a CR before it is white space to fields(of:).
+        var number = 0
+        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            number += 1
+            guard let text = String(validating: line, as: UTF8.self) else {
+                parser.errors.append(ConfigurationError(file: file, line: number, message: "not valid UTF-8"))
+                continue
+            }
+            parser.parse(Substring(text), number: number)
         }
-        guard parser.errors.isEmpty else { throw InvalidConfiguration(errors: parser.errors) }
-        // The line parser has already refused duplicate and reserved names.
-        return try! ServiceTable(parser.services, help: parser.help ?? HelpPolicy())
+        return try parser.table()
     }
 
     /// The table as a configuration file that parses back to it, ids resolved in
@@ -138,7 +151,14 @@ func fields(of line: Substring) throws(LineError) -> [String] {
     var inField = false, inQuotes = false, escaped = false
     for scalar in line.unicodeScalars {
         if inQuotes {
-            if escaped { current.append(scalar); escaped = false }
+            if escaped {
+                // Only the two the syntax needs: `"a\rb"` must not quietly become `arb`.
+                guard scalar == "\"" || scalar == "\\" else {
+                    throw LineError("unknown escape in quotes: backslash before \"\(escapedForLog(String(scalar).utf8))\" (only \\\" and \\\\ are escapes)")
+                }
+                current.append(scalar)
+                escaped = false
+            }
             else if scalar == "\\" { escaped = true }
             else if scalar == "\"" { inQuotes = false }
             else { current.append(scalar) }
@@ -191,6 +211,28 @@ private struct LineParser {
         }
     }
 
+    /// The table, or every error: those of the lines, and each service whose
+    /// name an earlier valid line already has (names sorted once: O(n log n),
+    /// not a scan of the services before each line).
+    func table() throws(InvalidConfiguration) -> ServiceTable {
+        var errors = self.errors
+        let duplicates = ServiceTable.duplicates(services, order: ServiceTable.sortedByName(services))
+        for (later, first) in duplicates {
+            errors.append(ConfigurationError(file: file, line: definedAt[later],
+                message: "duplicate service name \"\(services[later].name)\" (first at line \(definedAt[first]))"))
+        }
+        guard errors.isEmpty else {
+            throw InvalidConfiguration(errors: duplicates.isEmpty ? errors : errors.sorted { $0.line < $1.line })
+        }
+        do throws(ServiceTable.Error) {
+            return try ServiceTable(services, help: help ?? HelpPolicy())
+        } catch {
+            // The checks above leave nothing for ServiceTable to refuse; should
+            // one slip, the file is refused (fail closed), never a trap.
+            throw InvalidConfiguration(errors: [ConfigurationError(file: file, line: 0, message: "\(error)")])
+        }
+    }
+
     private mutating func accounts() -> Accounts {
         if let accountsCache { return accountsCache }
         let loaded = context.accounts()
@@ -218,9 +260,6 @@ private struct LineParser {
             return
         }
         if options.off { throw LineError("off applies to HELP only") }
-        if let index = services.firstIndex(where: { $0.name == name }) {
-            throw LineError("duplicate service name \"\(name)\" (first at line \(definedAt[index]))")
-        }
         guard let handOffWord = rest.popFirst() else {
             throw LineError("\"\(name)\": missing hand-off (tcpmux, exec or forward)")
         }
@@ -303,6 +342,10 @@ private struct LineParser {
             case "message":
                 guard value.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) else {
                     throw LineError("message= must be printable ASCII")
+                }
+                // libmill's tcpmux client reads the reply line into 256 bytes.
+                guard value.utf8.count <= Configuration.maximumMessageLength else {
+                    throw LineError("message= longer than \(Configuration.maximumMessageLength) bytes: the reply line, + and CRLF included, would exceed 256 bytes")
                 }
                 message = value
             case "proxy":

@@ -17,6 +17,11 @@ let configurationSizeLimit = 1 << 20
 func readSmallFile(_ path: String, limit: Int, check: (stat) -> String? = { _ in nil }) -> Result<[UInt8], ConfigurationLoadError> {
     let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+    return readSmallFile(fd, path: path, limit: limit, check: check)
+}
+
+/// As above, from a descriptor already open (closed here).
+func readSmallFile(_ fd: Int32, path: String, limit: Int, check: (stat) -> String? = { _ in nil }) -> Result<[UInt8], ConfigurationLoadError> {
     defer { close(fd) }
     var status = stat()
     guard fstat(fd, &status) == 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
@@ -32,6 +37,111 @@ func readSmallFile(_ path: String, limit: Int, check: (stat) -> String? = { _ in
         contents += buffer[..<count]
         if contents.count > limit { return .failure(ConfigurationLoadError("\(path): larger than \(limit) bytes")) }
     }
+}
+
+/// Linux's O_PATH (010000000 in <bits/fcntl-linux.h>), which Glibc declares
+/// only with _GNU_SOURCE: a descriptor that names an entry without opening it,
+/// so that a FIFO does not block and a symbolic link can be read (readlinkat "").
+private let openPathOnly: Int32 = 0o10000000
+
+/// StrictModes for the path (sshd's safe_path and secure_filename, OpenSSH
+/// misc.c): opens `path` for reading only if nobody but root could have chosen
+/// what it leads to. The path is walked one name at a time from `/`, each
+/// looked up with openat(2) in the directory just checked and never following a
+/// link by itself, so what is checked is what is opened: every directory on the
+/// way must be root's and writable by nobody else, every symbolic link root's
+/// (its target is walked and checked the same way), and the file is opened last
+/// with O_NOFOLLOW. Whoever may write a directory on the way could otherwise
+/// put another root-owned file, or a link to one, in the configuration's place.
+/// A world-writable directory is accepted only with the sticky bit and root as
+/// owner (/tmp): there nobody else can rename or remove root's entries; a file
+/// reached through one must have a single link (a hard link made there by
+/// someone else is refused).
+func openChecked(_ path: String) -> Result<Int32, ConfigurationLoadError> {
+    func failure(_ problem: String) -> Result<Int32, ConfigurationLoadError> {
+        .failure(ConfigurationLoadError("\(path): \(problem); refusing it"))
+    }
+    var names: [String] = []  // still to walk, last first
+    var walked: [String] = []  // where the walk is, for messages
+    func push(_ text: String) {
+        names += text.split(separator: "/", omittingEmptySubsequences: true).reversed().map(String.init)
+    }
+    func shown() -> String { "/" + walked.joined(separator: "/") }
+    push(path)
+    if !path.hasPrefix("/") {
+        // Relative to the working directory, whose own path is checked too.
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+        push(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+    var directory = open("/", openPathOnly | O_DIRECTORY | O_CLOEXEC)
+    guard directory >= 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+    defer { close(directory) }
+    var shared = false  // whether `directory` is world-writable (sticky)
+    var links = 0
+    // Checks the directory about to be searched; nil if it is safe.
+    func checkDirectory(_ status: stat) -> String? {
+        if status.st_uid != 0 { return "directory \(shown()) is owned by uid \(status.st_uid), not root" }
+        let writable = status.st_mode & (S_IWGRP | S_IWOTH)
+        if writable != 0 && status.st_mode & S_ISVTX == 0 {
+            return "directory \(shown()) is writable by group or others (mode \(String(status.st_mode & 0o7777, radix: 8)))"
+        }
+        shared = writable != 0
+        return nil
+    }
+    var status = stat()
+    guard fstat(directory, &status) == 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+    if let problem = checkDirectory(status) { return failure(problem) }
+    while let name = names.popLast() {
+        if name == "." { continue }
+        let entry = openat(directory, name, openPathOnly | O_NOFOLLOW | O_CLOEXEC)
+        guard entry >= 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+        guard fstat(entry, &status) == 0 else {
+            let code = errno
+            close(entry)
+            return .failure(ConfigurationLoadError(path: path, errno: code))
+        }
+        if name == ".." { _ = walked.popLast() } else { walked.append(name) }
+        switch status.st_mode & S_IFMT {
+        case S_IFDIR:
+            close(directory)
+            directory = entry
+            if let problem = checkDirectory(status) { return failure(problem) }
+        case S_IFLNK:
+            defer { close(entry) }
+            if status.st_uid != 0 { return failure("symbolic link \(shown()) is owned by uid \(status.st_uid), not root") }
+            links += 1
+            guard links <= 40 else { return .failure(ConfigurationLoadError(path: path, errno: ELOOP)) }
+            var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
+            let count = buffer.withUnsafeMutableBytes { readlinkat(entry, "", $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+            guard count >= 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+            guard count < buffer.count else { return .failure(ConfigurationLoadError(path: path, errno: ENAMETOOLONG)) }
+            let target = String(decoding: buffer[..<count], as: UTF8.self)
+            _ = walked.popLast()
+            if target.hasPrefix("/") {
+                let root = open("/", openPathOnly | O_DIRECTORY | O_CLOEXEC)
+                guard root >= 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+                close(directory)
+                directory = root
+                walked = []
+                guard fstat(directory, &status) == 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+                if let problem = checkDirectory(status) { return failure(problem) }
+            }
+            push(target)
+        default:
+            close(entry)
+            guard names.isEmpty else { return .failure(ConfigurationLoadError(path: path, errno: ENOTDIR)) }
+            if shared && status.st_nlink > 1 {
+                return failure("\(shown()) has \(status.st_nlink) links in a directory others can write to")
+            }
+            // What root left in a directory only root can change: the same entry.
+            let file = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard file >= 0 else { return .failure(ConfigurationLoadError(path: path, errno: errno)) }
+            return .success(file)
+        }
+    }
+    // The path ends in a directory.
+    return failure("not a regular file")
 }
 
 struct ConfigurationLoadError: Error, CustomStringConvertible {
@@ -70,8 +180,10 @@ func loadServiceTable(_ options: Options) -> Result<(table: ServiceTable, source
     }
     let context = Configuration.Context(runningAsRoot: geteuid() == 0, accounts: readAccounts)
     do {
-        let bytes = try readSmallFile(path, limit: configurationSizeLimit, check: ownershipProblem).get()
-        let table = try Configuration.parse(String(decoding: bytes, as: UTF8.self), file: path, context: context)
+        // As root, the path is checked as well as the file (StrictModes).
+        let bytes = try (geteuid() == 0 ? openChecked(path).flatMap { readSmallFile($0, path: path, limit: configurationSizeLimit, check: ownershipProblem) }
+                                         : readSmallFile(path, limit: configurationSizeLimit)).get()
+        let table = try Configuration.parse(bytes, file: path, context: context)
         return .success((table, path))
     } catch {
         return .failure(error)

@@ -66,7 +66,7 @@ struct Exchange: CustomTestStringConvertible, Sendable {
 
 /// Every class of bad input: one `-reason` line, a clean close, exit 0.
 let badInputs: [Exchange] = [
-    Exchange("tcpmux\n", "-Request line must end with CRLF, not a bare LF\r\n"),
+    Exchange("tcpmux\n", "-Request line must end with CRLF, not a bare LF (use telnet, nc -C, ncat -C or socat's crlf option)\r\n"),
     Exchange("tcpmux\rHELP\r\n", "-Carriage return not followed by line feed\r\n"),
     Exchange("tcp\0mux\r\n", "-Service name contains a control character\r\n"),
     Exchange("tcp\u{1B}mux\r\n", "-Service name contains a control character\r\n"),

@@ -293,8 +293,10 @@ private final class IPv6Backend: @unchecked Sendable {
         let config = try ConfigurationFile("web proxy=v1 forward \(backend.target)")
         let run = try runWithPipes(["-d"] + config.arguments, input: "web\r\n")
         #expect(run.status == 0)
-        #expect(run.stderr.contains("peer (not a socket): \"web\" selected web; PROXY v1 header sent (15 bytes); forward \(backend.target): "),
+        // Logged when the relay starts, and again when it ends.
+        #expect(run.stderr.contains("peer (not a socket): \"web\" selected web; PROXY v1 header sent (15 bytes); forward \(backend.target)\n"),
                 "stderr was: \(run.stderr)")
+        #expect(run.stderr.contains("peer (not a socket): forward \(backend.target) ended: "), "stderr was: \(run.stderr)")
         #expect(received.value.header == Array("PROXY UNKNOWN\r\n".utf8))
     }
 

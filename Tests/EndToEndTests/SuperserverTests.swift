@@ -70,7 +70,7 @@ enum Scenario: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     private func reject(_ port: UInt16) throws {
         #expect(try TCPClient.exchange("finger\r\n", port: port) == unknown)
-        #expect(try TCPClient.exchange("echo\n", port: port) == "-Request line must end with CRLF, not a bare LF\r\n")
+        #expect(try TCPClient.exchange("echo\n", port: port) == "-Request line must end with CRLF, not a bare LF (use telnet, nc -C, ncat -C or socat's crlf option)\r\n")
         #expect(try TCPClient.exchange("", port: port) == "-No request received\r\n")
         #expect(try netcat(port: port, "no such\r\n") == "-Service name contains white space\r\n")
         #expect(try telnetSession(port: port, lines: ["tcpmux", "finger"], until: "available\n")

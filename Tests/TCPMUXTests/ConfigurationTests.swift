@@ -63,9 +63,10 @@ func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: 
     /// An invalid file's errors, every one, as `FILE:LINE: message`.
     @Test(arguments: goldenFiles("invalid"))
     func invalid(_ file: String) throws {
-        let text = try String(contentsOf: configurations.appendingPathComponent("invalid/\(file)"), encoding: .utf8)
+        // Bytes: some are not valid UTF-8 on purpose.
+        let bytes = [UInt8](try Data(contentsOf: configurations.appendingPathComponent("invalid/\(file)")))
         do throws(InvalidConfiguration) {
-            _ = try Configuration.parse(text, file: file, context: context())
+            _ = try Configuration.parse(bytes, file: file, context: context())
             Issue.record("\(file) parsed")
         } catch {
             let lines = error.errors.map { "\($0)\n" }.joined()
@@ -192,6 +193,137 @@ func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: 
 
             """#)
         #expect(try parse(normalized) == table)
+    }
+}
+
+/// Strict text (issue 9, item 12): what the file says is what runs, byte for byte.
+@Suite struct StrictTextTests {
+    func errors(_ bytes: [UInt8]) -> [String] {
+        do throws(InvalidConfiguration) {
+            _ = try Configuration.parse(bytes, file: "t.conf", context: context())
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    /// Latin-1 `caf\xe9` was decoded with a replacement character, so the
+    /// service ran `/tmp/caf\u{FFFD}`, another path: invalid UTF-8 is refused, with its line.
+    @Test func invalidUTF8IsRefused() {
+        #expect(errors(Array("ok tcpmux\ncafe exec /tmp/caf".utf8) + [0xE9] + Array("\n".utf8)) == ["t.conf:2: not valid UTF-8"])
+        // Overlong and surrogate encodings too, and even in a comment.
+        #expect(errors(Array("a exec /bin/".utf8) + [0xC0, 0xAF]) == ["t.conf:1: not valid UTF-8"])
+        #expect(errors(Array("a exec /bin/".utf8) + [0xED, 0xA0, 0x80]) == ["t.conf:1: not valid UTF-8"])
+        #expect(errors(Array("# \u{1}".utf8) + [0xFF]) == ["t.conf:1: not valid UTF-8"])
+        // Valid UTF-8 beyond ASCII is still a path.
+        #expect(errors(Array("cafe exec /tmp/café".utf8)) == [])
+    }
+
+    /// `"a\rb"` silently became `arb`: only `\"` and `\\` are escapes.
+    @Test(arguments: [#""a\rb""#, #""a\nb""#, #""a\tb""#, #""a\ b""#, #""\x41""#, #""\0""#])
+    func unknownEscapesAreRefused(_ field: String) {
+        let problems = errors(Array("a exec /bin/echo \(field)".utf8))
+        #expect(problems.count == 1 && problems[0].hasPrefix("t.conf:1: unknown escape in quotes: backslash before "), "\(problems)")
+    }
+
+    @Test func knownEscapesStillWork() throws {
+        #expect(try TCPMUXServices.fields(of: #""a\"b" "c\\d""#) == [#"a"b"#, #"c\d"#])
+    }
+
+    /// sustrik's libmill client reads the reply into 256 bytes: `+`, at most
+    /// 253 bytes of text, CRLF.
+    @Test func messageFitsTheReplyBuffer() throws {
+        let longest = String(repeating: "m", count: 253)
+        let table = try Configuration.parse("a message=\(longest) tcpmux", file: "t.conf", context: context())
+        #expect(table.services[0].acceptance?.bytes.count == 256)
+        #expect(errors(Array("a message=\(longest)m tcpmux".utf8))
+                == ["t.conf:1: message= longer than 253 bytes: the reply line, + and CRLF included, would exceed 256 bytes"])
+        // The bare `+` (message="") that nanomsg's tcpmux:// transport wants.
+        let bare = try Configuration.parse(#"a message="" tcpmux"#, file: "t.conf", context: context())
+        #expect(bare.services[0].acceptance?.bytes == Array("+\r\n".utf8))
+    }
+}
+
+/// Issue 9, item 13: a person who typed a name into plain nc, ncat, socat or
+/// curl telnet:// sent a bare LF; the reply tells them how to send CRLF, in
+/// one printable line that fits a 256-byte reply buffer.
+@Suite struct BareLineFeedReplyTests {
+    @Test func replySaysWhatToDo() {
+        let bytes = Reply.negative(.bareLineFeed).bytes
+        #expect(bytes == Array("-Request line must end with CRLF, not a bare LF (use telnet, nc -C, ncat -C or socat's crlf option)\r\n".utf8))
+        #expect(bytes.count <= 256)
+        #expect(bytes.dropLast(2).allSatisfy { (0x20...0x7E).contains($0) })
+    }
+}
+
+/// Loading and lookup in O(n log n) (issue 9, item 11): the duplicate check and
+/// the lookup were scans, quadratic over a file (26 s of CPU for 75,000 lines).
+@Suite struct LargeTableTests {
+    let count = 200_000
+
+    func text(duplicateAtEnd: Bool = false) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count * 16)
+        for index in 0..<count { bytes += Array("s\(index) tcpmux\n".utf8) }
+        if duplicateAtEnd { bytes += Array("S77 tcpmux\n".utf8) }
+        return bytes
+    }
+
+    /// Every name found, the absent not, across the whole key order (prefixes,
+    /// case). The bound is generous (some 100 times what it takes in a debug
+    /// build) but far below what the quadratic scan took: it fails on that, never on a busy machine.
+    @Test(.timeLimit(.minutes(1)))
+    func largeTableLoadsAndLooksUp() throws {
+        let started = Date()
+        let table = try Configuration.parse(text(), file: "large.conf", context: context())
+        #expect(table.services.count == count)
+        for index in [0, 1, 9, 10, 99, 12345, count / 2, count - 1] {
+            #expect(table.service(named: ServiceName("S\(index)")!)?.name.description == "s\(index)")
+        }
+        for absent in ["s", "s\(count)", "t0", "r9", "s-1", "s00"] {
+            #expect(table.service(named: ServiceName(absent)!) == nil, "\(absent)")
+        }
+        #expect(Date().timeIntervalSince(started) < 60)
+    }
+
+    /// A duplicate far down a large file is found, with its line and the first's,
+    /// in line order among the other errors.
+    @Test(.timeLimit(.minutes(1)))
+    func duplicateInALargeTable() {
+        let started = Date()
+        var bytes = text(duplicateAtEnd: true)
+        bytes += Array("bad frobnicate tcpmux\n".utf8)
+        do throws(InvalidConfiguration) {
+            _ = try Configuration.parse(bytes, file: "large.conf", context: context())
+            Issue.record("parsed")
+        } catch {
+            #expect(error.errors.map(\.description) == [
+                "large.conf:\(count + 1): duplicate service name \"S77\" (first at line 78)",
+                "large.conf:\(count + 2): unknown keyword \"frobnicate\"",
+            ])
+        }
+        #expect(Date().timeIntervalSince(started) < 60)
+    }
+
+    /// Lookup by key on a small table, as every connection does.
+    @Test func lookupInSmallTables() throws {
+        let table = try Configuration.parse("b tcpmux\nA tcpmux\nab tcpmux\na-b tcpmux", file: "t", context: context())
+        for name in ["a", "B", "AB", "a-b"] { #expect(table.service(named: ServiceName(name)!) != nil, "\(name)") }
+        for name in ["c", "aa", "a-", "-"] { #expect(table.service(named: ServiceName(name)!) == nil, "\(name)") }
+        #expect(ServiceTable.builtIn.service(named: ServiceName("TCPMUX")!) != nil)
+        let empty = try Configuration.parse("", file: "t", context: context())
+        #expect(empty.service(named: ServiceName("a")!) == nil)
+    }
+
+    /// ServiceTable still refuses what Configuration refuses, typed, never a trap.
+    @Test func tableRefusesDuplicatesAndHELP() {
+        #expect(throws: ServiceTable.Error.duplicateName(ServiceName("x")!)) {
+            try ServiceTable([Service(name: ServiceName("x")!, handOff: .tcpmux), Service(name: ServiceName("y")!, handOff: .tcpmux),
+                              Service(name: ServiceName("X")!, handOff: .tcpmux)])
+        }
+        #expect(throws: ServiceTable.Error.reservedName(.help)) {
+            try ServiceTable([Service(name: ServiceName("help")!, handOff: .tcpmux)])
+        }
     }
 }
 
