@@ -15,6 +15,7 @@ struct Errno: Error, Equatable, CustomStringConvertible {
     static let interrupted = Errno(EINTR)
     static let wouldBlock = Errno(EAGAIN)
     static let inProgress = Errno(EINPROGRESS)
+    static let alreadyInProgress = Errno(EALREADY)
     static let timedOut = Errno(ETIMEDOUT)
     static let notSocket = Errno(ENOTSOCK)
     static let noEntry = Errno(ENOENT)
@@ -35,4 +36,14 @@ func valueOrErrno<Value: FixedWidthInteger>(_ call: () -> Value) throws(Errno) -
 /// As valueOrErrno, for a call whose result is only success or failure.
 func nothingOrErrno<Value: FixedWidthInteger>(_ call: () -> Value) throws(Errno) {
     _ = try valueOrErrno(call)
+}
+
+/// As valueOrErrno, with the errno wrapped in the caller's own error type.
+func valueOrFailure<Value: FixedWidthInteger, Failure: Error>(_ failure: (Errno) -> Failure, _ call: () -> Value) throws(Failure) -> Value {
+    do throws(Errno) { return try valueOrErrno(call) } catch { throw failure(error) }
+}
+
+/// As nothingOrErrno, with the errno wrapped in the caller's own error type.
+func nothingOrFailure<Value: FixedWidthInteger, Failure: Error>(_ failure: (Errno) -> Failure, _ call: () -> Value) throws(Failure) {
+    _ = try valueOrFailure(failure, call)
 }
