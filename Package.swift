@@ -1,8 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// No dependencies, by design. The executable imports Glibc only (no Foundation):
-// every connection pays process start-up, and Foundation costs 4–10 ms of it.
+// No dependencies, by design. Every connection pays process start-up, so the
+// product imports no Foundation, and its core imports nothing at all: the same
+// Sources build the shipped Embedded Swift binary (`make`, build/embedded) and,
+// here, the full-runtime one that `swift build`, `swift run` and `swift test` use.
 let package = Package(
     name: "in.tcpmuxd",
     products: [
@@ -10,19 +12,22 @@ let package = Package(
     ],
     dependencies: [],
     targets: [
-        // The wire: request-line parser and reply encoding. Pure, no I/O.
+        // The wire: request-line parser and reply encoding. Pure Swift: no I/O, no libc.
         .target(name: "TCPMUXProtocol"),
-        // The service table and the session's decisions. Pure, no I/O.
+        // The service table, configuration, session decisions, privilege plan,
+        // address text and PROXY header. Pure Swift: no I/O, no libc.
         .target(name: "TCPMUXServices", dependencies: ["TCPMUXProtocol"]),
-        // argc and argv as glibc hands them over, whatever the descriptors.
-        .target(name: "CommandLineArguments"),
-        // The thin shell: file descriptors, deadline, syslog.
+        // The shell's C interface: POSIX headers, errno, the variadic calls,
+        // argc and argv as glibc hands them over.
+        .target(name: "CSystem"),
+        // The shell: carries out the core's decisions (descriptors, deadline,
+        // privileges, exec, forward, syslog), through CSystem only.
         .executableTarget(
             name: "tcpmuxd",
-            dependencies: ["TCPMUXProtocol", "TCPMUXServices", "CommandLineArguments"],
+            dependencies: ["TCPMUXProtocol", "TCPMUXServices", "CSystem"],
             linkerSettings: [
-                // The release binary is fully static: start-up is paid per connection
-                // (static 1.2 ms vs dynamic 5 ms, ../shared/REFERENCES.md).
+                // `swift build -c release`, the full-runtime fallback (make full-runtime),
+                // is fully static too: a dynamic Swift binary starts about 3 times slower.
                 .unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "-s"],
                              .when(configuration: .release)),
             ]

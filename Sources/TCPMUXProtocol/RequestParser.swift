@@ -10,7 +10,8 @@
 /// and rejects at the first byte that cannot lead to a valid request: it never
 /// truncates a name and never waits for a line end that could not save it.
 /// (FreeBSD, NetBSD and GNU inetd end a name at CR, LF, NUL or EOF and silently
-/// truncate it at 258 bytes; ../shared/REFERENCES.md.)
+/// truncate it at 258 bytes: tcpmux() in their usr.sbin/inetd/inetd.c and
+/// inetutils src/inetd.c.)
 public struct RequestParser: Sendable {
     /// The longest service name accepted, in bytes. RFC 1078 sets none; names in
     /// practice are a few bytes, and Snader's well-behaved tcpmux caps at 256.

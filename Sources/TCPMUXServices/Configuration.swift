@@ -12,7 +12,7 @@ public struct ConfigurationError: Error, Equatable, Sendable, CustomStringConver
 /// Every mistake found in a file: none of it is used.
 public struct InvalidConfiguration: Error, Equatable, Sendable, CustomStringConvertible {
     public let errors: [ConfigurationError]
-    public var description: String { errors.map(\.description).joined(separator: "; ") }
+    public var description: String { errors.map { $0.description }.joined(separator: "; ") }
 }
 
 /// The configuration file (tcpmuxd.conf(5)): one service per line, in the spirit
@@ -116,8 +116,8 @@ public enum Configuration {
 
     private static func accessFields(_ access: Access) -> [String] {
         var fields: [String] = []
-        if !access.clients.isEmpty { fields.append("allow=" + access.clients.map(\.description).joined(separator: ",")) }
-        if !access.locals.isEmpty { fields.append("local=" + access.locals.map(\.description).joined(separator: ",")) }
+        if !access.clients.isEmpty { fields.append("allow=" + access.clients.map { $0.description }.joined(separator: ",")) }
+        if !access.locals.isEmpty { fields.append("local=" + access.locals.map { $0.description }.joined(separator: ",")) }
         return fields
     }
 

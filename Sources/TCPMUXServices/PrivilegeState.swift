@@ -22,11 +22,8 @@ public enum PrivilegeState: Equatable, Sendable {
     public func settling(after next: Session.Next) -> Credentials? {
         guard case .lowered(let unprivileged) = self else { return nil }
         switch next {
-        case .readRequest: return nil
-        case .handOff(let service):
-            if case .exec = service.handOff { return nil }
-            return unprivileged
-        case .close: return unprivileged
+        case .readRequest, .exec: return nil
+        case .forward, .close: return unprivileged
         }
     }
 

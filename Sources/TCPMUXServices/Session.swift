@@ -12,11 +12,18 @@ public struct Session: Sendable {
         case readRequest
         /// Half-close, drain and exit.
         case close
-        /// Prepare the hand-off; only once it is ready, write the service's
-        /// acceptance (if the server writes it) and hand the connection over.
-        /// A hand-off that cannot be prepared gets `.handOffFailed` instead.
-        case handOff(Service)
+        /// Exec the service's program. Only once every check passed, write
+        /// `acceptance` (nil: the program writes its own `+`) and exec; a
+        /// hand-off that cannot be prepared gets `failedHandOff` instead.
+        case exec(Program, acceptance: Reply?, service: Service)
+        /// Connect to the service's daemon. Only once it answered (and took the
+        /// PROXY header, if the service has one), write `acceptance` and relay;
+        /// a backend that cannot be reached gets `failedHandOff` instead.
+        case forward(ForwardTarget, acceptance: Reply?, service: Service)
     }
+
+    /// The reply to a hand-off that could not be prepared: decided before any `+`.
+    public static let failedHandOff = Reply.negative(.handOffFailed)
 
     public struct Decision: Equatable, Sendable {
         /// nil for a hand-off: its `+` waits until the hand-off is ready.
@@ -62,8 +69,12 @@ public struct Session: Sendable {
             nesting += 1
             return Decision(reply: service.acceptance ?? .positive(""), next: .readRequest,
                             summary: "accepted \(service.name), nested TCPMUX")
-        case .exec, .forward:
-            return Decision(reply: nil, next: .handOff(service), summary: "selected \(service.name)")
+        case .exec(let program):
+            return Decision(reply: nil, next: .exec(program, acceptance: service.acceptance, service: service),
+                            summary: "selected \(service.name)")
+        case .forward(let target):
+            return Decision(reply: nil, next: .forward(target, acceptance: service.acceptance, service: service),
+                            summary: "selected \(service.name)")
         }
     }
 

@@ -1,15 +1,27 @@
 // The exec hand-off: the program takes over the connection on fd 0, 1 and 2, as
 // under inetd. Every check that can fail is made before the `+` is written.
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import CSystem
+import TCPMUXProtocol
 import TCPMUXServices
 
-struct HandOffFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// The exec hand-off, checked in full before its `+`. Returns only if it was
+/// refused, its `-` line written (or the `+` could not be).
+func execHandOff(_ program: Program, acceptance: Reply?, service: ServiceName, privileges: inout PrivilegeState,
+                 transcript: inout Transcript, client: SocketAddress?, local: SocketAddress?, coreLimit: rlimit) {
+    do throws(HandOffFailure) {
+        try prepareExec(program, privileges: &privileges)
+    } catch {
+        transcript.append("exec failed: \(error)")
+        _ = send(Session.failedHandOff, transcript: &transcript)
+        return
+    }
+    if let acceptance, !send(acceptance, transcript: &transcript) { return }
+    transcript.append("exec \(program.path) as \(program.credentials?.user ?? "self")")
+    transcript.log()
+    let environment = serviceEnvironment(service: service.description, client: client, local: local)
+    let failure = execProgram(program, environment: environment, input: requestInput, output: replyOutput, coreLimit: coreLimit)
+    SystemLog.error("exec after +: \(failure)")
+    exit(1)
 }
 
 /// Checks that `program` can run as its user, with that user's eyes, then
@@ -76,10 +88,10 @@ private func check(_ program: Program) throws(HandOffFailure) {
 /// A regular file the effective user may execute.
 private func checkExecutable(_ path: String) throws(HandOffFailure) {
     var status = stat()
-    guard stat(path, &status) == 0 else { throw HandOffFailure("\(path): \(Errno.current)") }
-    guard status.st_mode & S_IFMT == S_IFREG else { throw HandOffFailure("\(path): not a regular file") }
-    guard faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) == 0 else {
-        throw HandOffFailure("\(path): not executable by uid \(geteuid()): \(Errno.current)")
+    try nothingOrFailure({ HandOffFailure(path, $0) }) { stat(path, &status) }
+    guard status.st_mode & csystem_type_mask == csystem_type_regular else { throw HandOffFailure("\(path): not a regular file") }
+    try nothingOrFailure({ HandOffFailure("\(path): not executable by uid \(geteuid())", $0) }) {
+        faccessat(AT_FDCWD, path, X_OK, AT_EACCESS)
     }
 }
 
@@ -97,12 +109,11 @@ private enum Format {
 /// first word after `#!` on the first line, as fs/binfmt_script.c reads it
 /// (within the first 256 bytes).
 private func format(_ path: String) -> Format {
-    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-    guard fd >= 0 else { return .unreadable }
+    guard let fd = try? valueOrErrno({ csystem_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }) else { return .unreadable }
     defer { close(fd) }
     var head = [UInt8](repeating: 0, count: 256)
-    let count = head.withUnsafeMutableBytes { space in retryingOnInterrupt { read(fd, space.baseAddress!, space.count) } }
-    guard count >= 2 else { return .other }
+    let got = head.withUnsafeMutableBytes { space in try? valueOrErrno { read(fd, space.baseAddress!, space.count) } }
+    guard let count = got, count >= 2 else { return .other }
     let bytes = head[..<count]
     if count >= 4 && Array(bytes.prefix(4)) == [0x7F, UInt8(ascii: "E"), UInt8(ascii: "L"), UInt8(ascii: "F")] { return .elf }
     guard bytes[0] == UInt8(ascii: "#") && bytes[1] == UInt8(ascii: "!") else { return .other }
@@ -128,8 +139,8 @@ func serviceEnvironment(service: String, client: SocketAddress?, local: SocketAd
 /// ignored SIGCHLD breaks wait(2) in a service that forks), umask 022, the core
 /// limit it was started with, `/` as working directory (as under inetd).
 /// Returns only on failure.
-func execProgram(_ program: Program, environment: [String], input: Int32, output: Int32, coreLimit: rlimit) -> Errno {
-    resetSignals()
+func execProgram(_ program: Program, environment: [String], input: Int32, output: Int32, coreLimit: rlimit) -> HandOffFailure {
+    csystem_reset_signals()
     umask(0o022)
     var coreLimit = coreLimit
     setrlimit(Int32(RLIMIT_CORE.rawValue), &coreLimit)
@@ -141,36 +152,24 @@ func execProgram(_ program: Program, environment: [String], input: Int32, output
     markDescriptorsCloseOnExec(from: 3)
     let argv = program.arguments.map { strdup($0) } + [nil]
     let envp = environment.map { strdup($0) } + [nil]
-    execve(program.path, argv, envp)
-    return .current
+    do throws(HandOffFailure) {
+        try nothingOrFailure({ HandOffFailure("execve \(program.path)", $0) }) { execve(program.path, argv, envp) }
+    } catch {
+        return error
+    }
+    return HandOffFailure("execve \(program.path) returned")
 }
 
 /// FD_CLOEXEC on every open descriptor from `first` up, as listed in
 /// /proc/self/fd (or, without /proc, up to 1024).
 private func markDescriptorsCloseOnExec(from first: Int32) {
     guard let directory = opendir("/proc/self/fd") else {
-        for fd in first..<1024 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        for fd in first..<1024 { _ = csystem_fcntl(fd, F_SETFD, FD_CLOEXEC) }
         return
     }
     defer { closedir(directory) }
     while let entry = readdir(directory) {
         let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if let fd = Int32(name), fd >= first { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        if let fd = Int32(name), fd >= first { _ = csystem_fcntl(fd, F_SETFD, FD_CLOEXEC) }
     }
-}
-
-/// Every signal to SIG_DFL, and an empty signal mask. Handlers are reset by
-/// execve(2) itself; ignored dispositions and the mask are not. SIGKILL, SIGSTOP
-/// and the signals glibc reserves for itself refuse the change, harmlessly.
-/// Linux numbers signals 1 to 64 (_NSIG - 1).
-private func resetSignals() {
-    var action = sigaction()
-    action.__sigaction_handler.sa_handler = SIG_DFL
-    sigemptyset(&action.sa_mask)
-    for number: Int32 in 1...64 where number != SIGKILL && number != SIGSTOP {
-        _ = sigaction(number, &action, nil)
-    }
-    var none = sigset_t()
-    sigemptyset(&none)
-    sigprocmask(SIG_SETMASK, &none, nil)
 }

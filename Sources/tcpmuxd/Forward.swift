@@ -1,14 +1,37 @@
 // The forward hand-off: connect to a configured local daemon before any `+`,
 // then relay both directions until both are closed.
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import CSystem
+import TCPMUXProtocol
 import TCPMUXServices
 
 /// How long a backend may take to accept the connection.
 let connectSeconds = 5
+
+/// The forward hand-off: the backend connected (and given the PROXY header, if
+/// the service has one) before its `+`. Root, if the server had it, was given
+/// up when the request was decided. Returns only if it was refused, its `-`
+/// line written (or the `+` could not be).
+func forwardHandOff(_ target: ForwardTarget, acceptance: Reply?, service: Service,
+                    transcript: inout Transcript, client: SocketAddress?, local: SocketAddress?) {
+    let backend: Int32
+    do throws(HandOffFailure) {
+        backend = try connectBackend(for: service, target, client: client, local: local,
+                                     before: .after(seconds: connectSeconds), transcript: &transcript)
+    } catch {
+        transcript.append("forward failed: \(error)")
+        _ = send(Session.failedHandOff, transcript: &transcript)
+        return
+    }
+    if let acceptance, !send(acceptance, transcript: &transcript) { return }
+    // Logged now, so that a long relay, or one that is killed, leaves a record.
+    transcript.append("forward \(target)")
+    transcript.log()
+    let started = Deadline.now
+    let (up, down) = relay(input: requestInput, output: replyOutput, backend: backend)
+    transcript.append("forward \(target) ended: \(up) bytes up, \(down) bytes down, \(started.elapsedMilliseconds) ms")
+    transcript.log()
+    exit(0)
+}
 
 /// Connects to `target` within `deadline`. Returns a non-blocking,
 /// close-on-exec socket. TCP: a non-blocking connect, poll(2) until it completes.
@@ -44,46 +67,54 @@ func connectBackend(_ target: ForwardTarget, before deadline: Deadline) throws(H
         withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: unix, as: sockaddr_un.self) }
         nonBlocking = 0
     }
-    let fd = socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue | nonBlocking | SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw HandOffFailure("socket: \(Errno.current)") }
-    var problem: Int32 = 0
-    while true {
+    let fd = try valueOrFailure({ HandOffFailure("socket", $0) }) {
+        socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue | nonBlocking | SOCK_CLOEXEC.rawValue), 0)
+    }
+    do throws(Errno) {
         if nonBlocking == 0 {
-            let left = deadline.remainingMilliseconds
-            if left == 0 { problem = ETIMEDOUT; break }
-            var timeout = timeval(tv_sec: Int(left / 1000), tv_usec: Int(left % 1000) * 1000)
+            // The time left becomes the send timeout, which bounds the wait for
+            // room in the backlog; valueOrErrno's retry after EINTR waits again.
+            var timeout = timeval(remaining: deadline)
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         }
-        let status = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
-        }
-        problem = status == 0 ? 0 : errno
-        // A blocking connect interrupted by a signal: again, with what is left.
-        if problem == EINTR && nonBlocking == 0 { continue }
-        break
-    }
-    if problem == EAGAIN && nonBlocking == 0 { problem = ETIMEDOUT }
-    if problem == EINPROGRESS || (problem == EINTR && nonBlocking != 0) {
-        var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        var ready: Int32 = 0
-        repeat { ready = poll(&entry, 1, deadline.remainingMilliseconds) } while ready == -1 && errno == EINTR
-        if ready == 0 {
-            problem = ETIMEDOUT
-        } else {
+        do throws(Errno) {
+            try nothingOrErrno {
+                withUnsafePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
+                }
+            }
+        } catch .wouldBlock where nonBlocking == 0 {
+            throw .timedOut  // The backlog stayed full for the whole bound.
+        } catch let error where error == .inProgress || error == .alreadyInProgress {
+            guard waitUntilReady(fd, for: POLLOUT, before: deadline) else { throw .timedOut }
+            var problem: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &problem, &length)
+            if problem != 0 { throw Errno(problem) }
         }
-    }
-    guard problem == 0 else {
+    } catch {
         close(fd)
-        throw HandOffFailure("connect \(target): \(Errno(code: problem))")
+        throw HandOffFailure("connect \(target)", error)
     }
     if nonBlocking == 0 {
         var none = timeval()
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        setNonBlocking(fd)
     }
     return fd
+}
+
+extension timeval {
+    /// What is left of `deadline`, at least a microsecond (0 would mean no timeout).
+    init(remaining deadline: Deadline) {
+        let left = max(Int(deadline.remainingMilliseconds), 0)
+        self.init(tv_sec: left / 1000, tv_usec: left == 0 ? 1 : (left % 1000) * 1000)
+    }
+}
+
+/// O_NONBLOCK on `fd` (fcntl(2) F_SETFL).
+func setNonBlocking(_ fd: Int32) {
+    _ = csystem_fcntl(fd, F_SETFL, csystem_fcntl(fd, F_GETFL, 0) | O_NONBLOCK)
 }
 
 /// One direction of the relay: bytes read from `source` wait in `buffer` until
@@ -114,13 +145,16 @@ private struct Direction {
     var wantsOutput: Bool { !finished && start < end }
 
     mutating func fill() {
-        let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress!, $0.count) }
-        if count > 0 {
+        let source = source
+        switch buffer.withUnsafeMutableBytes({ space in Result { () throws(Errno) in try valueOrErrno { read(source, space.baseAddress!, space.count) } } }) {
+        case .success(0):
+            sourceEnded = true
+        case .success(let count):
             start = 0
             end = count
-        } else if count == 0 {
-            sourceEnded = true
-        } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+        case .failure(.wouldBlock):
+            break
+        case .failure:
             sourceEnded = true
             broken = true
         }
@@ -128,13 +162,16 @@ private struct Direction {
     }
 
     mutating func flush() {
-        let count = buffer.withUnsafeBytes { write(destination, $0.baseAddress! + start, end - start) }
-        if count > 0 {
-            start += count
+        let (destination, start, end) = (destination, start, end)
+        switch buffer.withUnsafeBytes({ data in Result { () throws(Errno) in try valueOrErrno { write(destination, data.baseAddress! + start, end - start) } } }) {
+        case .success(let count):
+            self.start += count
             total += count
-        } else if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+        case .failure(.wouldBlock):
+            break
+        case .failure:
             // The reader is gone: what is left can never be delivered.
-            start = end
+            self.start = end
             sourceEnded = true
             broken = true
         }
@@ -145,7 +182,7 @@ private struct Direction {
     private mutating func finishIfDrained() {
         guard sourceEnded, start == end, !finished else { return }
         finished = true
-        if shutdown(destination, Int32(SHUT_WR)) == -1 && errno == ENOTSOCK { close(destination) }
+        halfClose(destination)
     }
 }
 
@@ -158,9 +195,8 @@ private struct Direction {
 /// side, or a Unix peer's close, is seen though nothing reads from it any more.
 /// Returns the bytes delivered each way.
 func relay(input: Int32, output: Int32, backend: Int32) -> (up: Int, down: Int) {
-    for fd in [input, output] {
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-    }
+    setNonBlocking(input)
+    setNonBlocking(output)
     let capacity = 256 * 1024
     var directions = [Direction(from: input, to: backend, capacity: capacity),
                       Direction(from: backend, to: output, capacity: capacity)]
@@ -181,11 +217,8 @@ func relay(input: Int32, output: Int32, backend: Int32) -> (up: Int, down: Int) 
                 owners.append((index, .output))
             }
         }
-        let ready = poll(&entries, nfds_t(entries.count), -1)
-        if ready == -1 {
-            if errno == EINTR { continue }
-            break
-        }
+        // No deadline: a relay lasts as long as both ends keep it.
+        guard (try? valueOrErrno({ poll(&entries, nfds_t(entries.count), -1) })) != nil else { break }
         for (entry, owner) in zip(entries, owners) where entry.revents != 0 {
             switch owner.role {
             case .input: directions[owner.index].fill()

@@ -1,16 +1,21 @@
 // Giving up root: before the first byte of the request (PrivilegePlan), and for
-// good as soon as the request is decided (PrivilegeState).
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+// good as soon as the request is decided (PrivilegeState): setgroups(2),
+// setgid(2), setuid(2) and their effective-id forms.
+import CSystem
 import TCPMUXServices
 
-/// Why the server could not change who it is; it then serves nothing as root.
+/// Why the server could not change who it is (it then serves nothing as root):
+/// what it tried, and the errno if a system call refused.
 struct PrivilegeFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+    let attempt: String
+    let errno: Errno?
+
+    init(_ attempt: String, _ errno: Errno? = nil) {
+        self.attempt = attempt
+        self.errno = errno
+    }
+
+    var description: String { errno.map { "\(attempt): \($0)" } ?? attempt }
 }
 
 /// The kernel's overflow ids, the default `-u nobody`, and where a `-u` that
@@ -52,7 +57,7 @@ func apply(_ plan: PrivilegePlan) throws(PrivilegeFailure) -> PrivilegeState {
 func settle(_ state: PrivilegeState, as credentials: Credentials) throws(PrivilegeFailure) -> PrivilegeState {
     switch state {
     case .lowered:
-        guard seteuid(0) == 0 else { throw PrivilegeFailure("seteuid 0: \(Errno.current)") }
+        try regainRoot()
         try setEveryId(credentials)
     case .settled(let current):
         guard credentials.uid == current.uid, credentials.gid == current.gid else {
@@ -78,14 +83,26 @@ func settleDecided(_ privileges: inout PrivilegeState, after next: Session.Next)
     }
 }
 
+/// From a lowered state: the effective ids and groups of `credentials`, root
+/// still kept as the saved uid, so that the exec checks see what that user
+/// sees and a failed check can still settle as the unprivileged user.
+func assume(_ credentials: Credentials) throws(PrivilegeFailure) {
+    try regainRoot()
+    try lower(to: credentials)
+}
+
+/// Effective root back from the saved uid of a lowered server.
+private func regainRoot() throws(PrivilegeFailure) {
+    try nothingOrFailure({ PrivilegeFailure("seteuid 0", $0) }) { seteuid(0) }
+}
+
 /// Real, effective and saved ids and the groups, for good (setgroups, setgid,
 /// setuid, each checked, then verified: every id changed, and root cannot be
 /// had back). Needs effective root.
 private func setEveryId(_ credentials: Credentials) throws(PrivilegeFailure) {
-    var groups = credentials.groups.map { gid_t($0) }
-    guard setgroups(groups.count, &groups) == 0 else { throw PrivilegeFailure("setgroups: \(Errno.current)") }
-    guard setgid(gid_t(credentials.gid)) == 0 else { throw PrivilegeFailure("setgid \(credentials.gid): \(Errno.current)") }
-    guard setuid(uid_t(credentials.uid)) == 0 else { throw PrivilegeFailure("setuid \(credentials.uid): \(Errno.current)") }
+    try setGroups(credentials)
+    try nothingOrFailure({ PrivilegeFailure("setgid \(credentials.gid)", $0) }) { setgid(gid_t(credentials.gid)) }
+    try nothingOrFailure({ PrivilegeFailure("setuid \(credentials.uid)", $0) }) { setuid(uid_t(credentials.uid)) }
     guard getuid() == credentials.uid, geteuid() == credentials.uid,
           getgid() == credentials.gid, getegid() == credentials.gid,
           credentials.uid == 0 || setuid(0) == -1 else {
@@ -96,18 +113,14 @@ private func setEveryId(_ credentials: Credentials) throws(PrivilegeFailure) {
 /// Effective ids and groups only; the saved uid stays root, to be given up for
 /// good (`settle`) once the request is decided.
 private func lower(to credentials: Credentials) throws(PrivilegeFailure) {
-    var groups = credentials.groups.map { gid_t($0) }
-    guard setgroups(groups.count, &groups) == 0 else { throw PrivilegeFailure("setgroups: \(Errno.current)") }
-    guard setegid(gid_t(credentials.gid)) == 0 else { throw PrivilegeFailure("setegid \(credentials.gid): \(Errno.current)") }
-    guard seteuid(uid_t(credentials.uid)) == 0 else { throw PrivilegeFailure("seteuid \(credentials.uid): \(Errno.current)") }
+    try setGroups(credentials)
+    try nothingOrFailure({ PrivilegeFailure("setegid \(credentials.gid)", $0) }) { setegid(gid_t(credentials.gid)) }
+    try nothingOrFailure({ PrivilegeFailure("seteuid \(credentials.uid)", $0) }) { seteuid(uid_t(credentials.uid)) }
 }
 
-/// From a lowered state: the effective ids and groups of `credentials`, root
-/// still kept as the saved uid, so that the exec checks see what that user
-/// sees and a failed check can still settle as the unprivileged user.
-func assume(_ credentials: Credentials) throws(PrivilegeFailure) {
-    guard seteuid(0) == 0 else { throw PrivilegeFailure("seteuid 0: \(Errno.current)") }
-    try lower(to: credentials)
+private func setGroups(_ credentials: Credentials) throws(PrivilegeFailure) {
+    var groups = credentials.groups.map { gid_t($0) }
+    try nothingOrFailure({ PrivilegeFailure("setgroups", $0) }) { setgroups(groups.count, &groups) }
 }
 
 /// No core files while serving: a core could hold what clients sent. Only the

@@ -1,10 +1,6 @@
 // The PROXY protocol header (proxy=v1|v2): written to the backend once it is
 // connected, before the `+` and before the relay carries any byte of the client.
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import CSystem
 import TCPMUXServices
 
 /// Connects to the backend of a forward `service` and, if the service asks for
@@ -20,9 +16,9 @@ func connectBackend(for service: Service, _ target: ForwardTarget, client: Socke
     let header = ProxyHeader.bytes(version, source: client.map { ProxyHeader.Endpoint(address: $0.address, port: $0.port) },
                                    destination: local.map { ProxyHeader.Endpoint(address: $0.address, port: $0.port) },
                                    service: service.name)
-    if case .failure(let error) = writeAll(header, to: backend, before: deadline) {
+    do throws(Errno) { try writeAll(header, to: backend, before: deadline) } catch {
         close(backend)
-        throw HandOffFailure("PROXY \(version.rawValue) header to \(target): \(error)")
+        throw HandOffFailure("PROXY \(version.rawValue) header to \(target)", error)
     }
     transcript.append("PROXY \(version.rawValue) header sent (\(header.count) bytes)")
     return backend

@@ -1,6 +1,7 @@
 // The adversarial catalogue: what a hostile client or a fault can do to the real
-// binary, each case naming the anchor failure it defends against
-// (../shared/REFERENCES.md). Every reply seen must be printable lines ending in
+// binary, each case naming the failure of an existing implementation it
+// defends against (FreeBSD and NetBSD usr.sbin/inetd/inetd.c, GNU inetutils
+// src/inetd.c, xinetd). Every reply seen must be printable lines ending in
 // CRLF, with no NUL (xinetd sends `+Go\r\n\0`).
 import Foundation
 import Testing

@@ -425,14 +425,20 @@ func expectGolden(_ actual: String, _ folder: String, _ file: String, _ suffix: 
         #expect(session.decide(.request(ServiceName("tcpmux")!)).reply == .negative(.tableUnavailable))
     }
 
-    /// Exec and forward wait for the hand-off to be ready before any `+`.
+    /// Exec and forward wait for the hand-off to be ready before any `+`: the
+    /// session names the hand-off and the `+` to write once it is, and the `-`
+    /// line for one that cannot be prepared.
     @Test func handOffHasNoReplyYet() throws {
         let table = try Configuration.parse("e exec /bin/cat\nf ack=service forward 127.0.0.1:1", file: "t", context: context())
         var session = Session(table: table)
         let exec = session.decide(.request(ServiceName("E")!))
         #expect(exec.reply == nil)
-        #expect(exec.next == .handOff(table.services[0]))
-        #expect(table.services[0].acceptance == .positive("OK"))
-        #expect(table.services[1].acceptance == nil, "ack=service: the service writes its own +")
+        guard case .exec(let program) = table.services[0].handOff else { Issue.record("not exec"); return }
+        #expect(exec.next == .exec(program, acceptance: .positive("OK"), service: table.services[0]))
+        let forward = session.decide(.request(ServiceName("f")!))
+        #expect(forward.reply == nil)
+        #expect(forward.next == .forward(.tcp(IPAddress("127.0.0.1")!, port: 1), acceptance: nil, service: table.services[1]),
+                "ack=service: the service writes its own +")
+        #expect(Session.failedHandOff == .negative(.handOffFailed))
     }
 }

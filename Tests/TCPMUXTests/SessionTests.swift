@@ -163,12 +163,13 @@ func name(_ text: String) -> ServiceName { ServiceName(text)! }
     /// HELP, a refusal, a timeout.
     @Test func loweredSettlesOnDecision() throws {
         let services = table("a user=alice exec /bin/a\nf forward /run/f.sock\nt tcpmux")
-        let exec = try #require(services.service(named: name("a")))
-        let forward = try #require(services.service(named: name("f")))
+        var decider = Session(table: services)
+        let exec = decider.decide(.request(name("a"))).next
+        let forward = decider.decide(.request(name("f"))).next
         let lowered = PrivilegeState.lowered(nobody)
-        #expect(lowered.settling(after: .handOff(forward)) == nobody)
+        #expect(lowered.settling(after: forward) == nobody)
         #expect(lowered.settling(after: .close) == nobody)
-        #expect(lowered.settling(after: .handOff(exec)) == nil, "the exec switches to its own user")
+        #expect(lowered.settling(after: exec) == nil, "the exec switches to its own user")
         #expect(lowered.settling(after: .readRequest) == nil, "a nested request may still select the exec")
         var session = Session(table: services)
         for request in ["HELP", "nosuch"] {
@@ -177,6 +178,6 @@ func name(_ text: String) -> ServiceName { ServiceName(text)! }
         #expect(lowered.settling(after: session.decide(.rejected(.timedOut)).next) == nobody)
         #expect(lowered.refusalIdentity == nobody)
         #expect(PrivilegeState.settled(nobody).settling(after: .close) == nil && PrivilegeState.settled(nobody).refusalIdentity == nil)
-        #expect(PrivilegeState.notRoot.settling(after: .handOff(forward)) == nil)
+        #expect(PrivilegeState.notRoot.settling(after: forward) == nil)
     }
 }

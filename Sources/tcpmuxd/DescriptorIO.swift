@@ -1,0 +1,81 @@
+// Reading, writing, waiting on and half-closing file descriptors: poll(2),
+// read(2), write(2), shutdown(2).
+import CSystem
+
+/// Waits until `fd` is ready for `events` (POLLIN, POLLOUT) or the deadline
+/// passes. True if ready, or in error or hung up: the call after it will tell.
+/// A failing poll(2) counts as the deadline passing, so that the blocking call
+/// after it can never wait without one.
+func waitUntilReady(_ fd: Int32, for events: Int32, before deadline: Deadline) -> Bool {
+    var entry = pollfd(fd: fd, events: Int16(events), revents: 0)
+    // Each retry after EINTR recomputes what is left of the deadline.
+    guard let ready = try? valueOrErrno({ poll(&entry, 1, deadline.remainingMilliseconds) }) else { return false }
+    return ready > 0
+}
+
+enum ReadResult {
+    case byte(UInt8)
+    case endOfInput
+    case timedOut
+    case failed(Errno)
+}
+
+/// Reads exactly one byte (read(2) of length 1), so that nothing past the request
+/// line leaves the socket: those bytes belong to the selected service.
+func readByte(from fd: Int32, before deadline: Deadline) -> ReadResult {
+    var byte: UInt8 = 0
+    while true {
+        guard waitUntilReady(fd, for: POLLIN, before: deadline) else { return .timedOut }
+        do throws(Errno) {
+            return try valueOrErrno({ read(fd, &byte, 1) }) == 1 ? .byte(byte) : .endOfInput
+        } catch .wouldBlock {
+            continue
+        } catch {
+            return .failed(error)
+        }
+    }
+}
+
+/// Writes all of `bytes` (write(2), looping over partial writes), or fails with
+/// ETIMEDOUT once the deadline passes.
+func writeAll(_ bytes: [UInt8], to fd: Int32, before deadline: Deadline) throws(Errno) {
+    var written = 0
+    while written < bytes.count {
+        guard waitUntilReady(fd, for: POLLOUT, before: deadline) else { throw .timedOut }
+        do throws(Errno) {
+            // withUnsafeBytes does not carry a typed error through: a Result does.
+            written += try bytes.withUnsafeBytes { buffer in
+                Result { () throws(Errno) in try valueOrErrno { write(fd, buffer.baseAddress! + written, buffer.count - written) } }
+            }.get()
+        } catch .wouldBlock {
+            continue
+        }
+    }
+}
+
+/// Ends our sending side: shutdown(2) SHUT_WR on a socket, so the peer reads
+/// end of input while we may still read; close(2) on anything else (a pipe).
+func halfClose(_ fd: Int32) {
+    do throws(Errno) {
+        try nothingOrErrno { shutdown(fd, Int32(SHUT_WR)) }
+    } catch .notSocket {
+        close(fd)
+    } catch {
+        // Already shut down or reset: nothing is left to send either way.
+    }
+}
+
+/// Ends our side of the conversation without losing the last reply: half-close,
+/// then read and discard what the client still sends until it closes, the
+/// deadline passes or `limit` bytes went by. Exiting with unread input would make
+/// the kernel reset the connection, and the client could lose our reply.
+func closeConnection(input: Int32, output: Int32, drainUntil deadline: Deadline, limit: Int) {
+    halfClose(output)
+    var buffer = [UInt8](unsafeUninitializedCapacity: 4096) { _, count in count = 4096 }
+    var drained = 0
+    while drained < limit, waitUntilReady(input, for: POLLIN, before: deadline) {
+        let count = buffer.withUnsafeMutableBytes { space in try? valueOrErrno { read(input, space.baseAddress!, space.count) } }
+        guard let count, count > 0 else { break }
+        drained += count
+    }
+}
