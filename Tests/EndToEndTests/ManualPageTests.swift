@@ -55,7 +55,7 @@ let manualPages = ["man/in.tcpmuxd.8", "man/tcpmuxd.conf.5"]
     @Test func configurationPage() throws {
         let text = try rendered("man/tcpmuxd.conf.5")
         for keyword in ["allow=networks", "local=networks", "hidden", "message=text", "ack=service", "ack=server",
-                        "user=user", "group=group", "tcpmux", "exec path", "forward host:port", "HELP [allow=NETWORKS] [local=NETWORKS] [off]"] {
+                        "user=user", "group=group", "proxy=v1", "proxy=v2", "tcpmux", "exec path", "forward host:port", "HELP [allow=NETWORKS] [local=NETWORKS] [off]"] {
             #expect(text.contains(keyword), "keyword \(keyword)")
         }
         #expect(text.contains("RFC 1078"))
