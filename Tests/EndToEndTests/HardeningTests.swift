@@ -120,7 +120,7 @@ func fillBacklog(_ path: String) throws -> [Int32] {
     /// exec service runs as another user (daemon): its uid and groups must not
     /// reach a Unix socket only it may use. The backend asks the kernel who
     /// connected (SO_PEERCRED).
-    @Test(.enabled(if: runningAsRoot, "a root server"))
+    @Test(rootOnly)
     func forwardRunsAsUnprivilegedUser() throws {
         let config = try ConfigurationFile("")
         let backend = try Backend(unixPath: config.sibling("peer.sock")) { fd in
@@ -140,7 +140,7 @@ func fillBacklog(_ path: String) throws -> [Int32] {
     /// passwd entry, a passwd file that cannot be opened for want of a
     /// descriptor) never leaves the server root: it falls back to 65534 and
     /// refuses every request.
-    @Test(.enabled(if: runningAsRoot, "a root server"), arguments: [
+    @Test(rootOnly, arguments: [
         ("", ["-u", "nosuchuser"]),
         ("", ["-u", "4242"]),
         ("ulimit -n 3", ["-u", "daemon"]),
@@ -164,7 +164,7 @@ func fillBacklog(_ path: String) throws -> [Int32] {
     /// good as soon as the decision is anything else: during the drain after an
     /// unknown name, after HELP and after a timeout, no id is root and no
     /// capability is left.
-    @Test(.enabled(if: runningAsRoot, "a root server"), arguments: [
+    @Test(rootOnly, arguments: [
         ("nosuch\r\n", unknown),
         ("HELP\r\n", "a\r\nb\r\n"),
         ("", timedOut),
@@ -187,7 +187,7 @@ func fillBacklog(_ path: String) throws -> [Int32] {
     /// a program in a root-owned 0700 directory (root could run it, nobody
     /// cannot), a `#!` script whose interpreter is missing, a program on a
     /// noexec mount. The refusal and the drain run as the unprivileged user.
-    @Test(.enabled(if: runningAsRoot, "a root server"), arguments: ["privateDirectory", "missingInterpreter", "noexecMount"])
+    @Test(rootOnly, arguments: ["privateDirectory", "missingInterpreter", "noexecMount"])
     func refusedBeforePlus(_ kind: String) throws {
         let config = try ConfigurationFile("")
         chmod(config.directory, 0o755)
