@@ -227,8 +227,7 @@ extension SuperserverTests {
             guard recv(fd, &byte, 1, 0) == 1 else { return }
             let chunk = [UInt8](repeating: 0x61, count: 100_000)
             _ = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            resetOnClose(fd)
         }
         let config = try ConfigurationFile("flaky forward \(backend.target)")
         let connection = try Connection(config.arguments)

@@ -317,11 +317,9 @@ final class Connection: ClientSocket, @unchecked Sendable {
 
     deinit { if client >= 0 { close(client) } }
 
-    /// Closes with a TCP reset: close(2) with SO_LINGER {1, 0} (a shutdown would
-    /// send a FIN).
+    /// Closes with a TCP reset (a shutdown would send a FIN).
     func reset() {
-        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-        setsockopt(client, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        resetOnClose(client)
         close(client)
         client = -1
     }
@@ -519,4 +517,10 @@ func pseudoRandomBytes(_ count: Int, seed: UInt64 = 0x9E3779B97F4A7C15) -> [UInt
         state ^= state << 13; state ^= state >> 7; state ^= state << 17
         return UInt8(truncatingIfNeeded: state)
     }
+}
+
+/// Makes close(2) of `fd` a TCP reset: SO_LINGER {1, 0}.
+func resetOnClose(_ fd: Int32) {
+    var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
 }
