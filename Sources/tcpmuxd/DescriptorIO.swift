@@ -36,19 +36,33 @@ func readByte(from fd: Int32, before deadline: Deadline) -> ReadResult {
     }
 }
 
-/// Writes all of `bytes` (write(2), looping over partial writes), or fails with
-/// ETIMEDOUT once the deadline passes.
+/// Writes all of `bytes`, looping over partial writes, or fails with ETIMEDOUT
+/// once the deadline passes. poll(2) saying "writable" promises room for some
+/// bytes, not for all: under inetd the socket is blocking, so each write is a
+/// send(2) with MSG_DONTWAIT, which takes what fits and never waits (a client
+/// that stops reading cannot hold a large HELP list past the deadline). On
+/// anything but a socket (a pipe, run from a shell), write(2) of at most
+/// PIPE_BUF bytes, which a writable pipe always has room for.
 func writeAll(_ bytes: [UInt8], to fd: Int32, before deadline: Deadline) throws(Errno) {
     var written = 0
+    var socket = true
     while written < bytes.count {
         guard waitUntilReady(fd, for: POLLOUT, before: deadline) else { throw .timedOut }
-        do throws(Errno) {
-            // withUnsafeBytes does not carry a typed error through: a Result does.
-            written += try bytes.withUnsafeBytes { buffer in
-                Result { () throws(Errno) in try valueOrErrno { write(fd, buffer.baseAddress! + written, buffer.count - written) } }
-            }.get()
-        } catch .wouldBlock {
-            continue
+        let rest = bytes.count - written
+        // withUnsafeBytes does not carry a typed error through: a Result does.
+        let sent = bytes.withUnsafeBytes { buffer in
+            Result { () throws(Errno) in
+                try valueOrErrno {
+                    socket ? send(fd, buffer.baseAddress! + written, rest, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                           : write(fd, buffer.baseAddress! + written, min(rest, Int(PIPE_BUF)))
+                }
+            }
+        }
+        switch sent {
+        case .success(let count): written += count
+        case .failure(.wouldBlock): continue
+        case .failure(.notSocket) where socket: socket = false
+        case .failure(let error): throw error
         }
     }
 }

@@ -126,6 +126,31 @@ let badInputs: [Exchange] = [
     }
 }
 
+@Suite struct SlowReaderTests {
+    /// A client that asks for a long HELP list and never reads it cannot hold
+    /// the process: poll(2) saying "writable" means room for some bytes, not for
+    /// the whole reply, and a blocking write(2) of the rest would wait for the
+    /// client forever. The reply is given up at the closing bound (2 s), and the
+    /// process exits. Both socket buffers are made small, so that the list
+    /// (about 300 KB) cannot fit in them.
+    @Test func clientThatNeverReadsCannotHoldAReply() throws {
+        var lines = ""
+        for index in 0..<20_000 { lines += "service\(index) tcpmux\n" }
+        let config = try ConfigurationFile(lines)
+        let small: Int32 = 16 << 10
+        let connection = try Connection(config.arguments, prepare: { accepted in
+            var size = small
+            setsockopt(accepted, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        })
+        var size = small
+        setsockopt(connection.client, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        try connection.send("HELP\r\n")
+        let started = now()
+        let status = connection.server.wait(timeout: 20)
+        #expect(status == 0, "the server still waited for the client to read after \(now() - started) s")
+    }
+}
+
 @Suite struct DrainTests {
     /// The drain after a refusal is bounded in bytes (1 MiB), not only in time
     /// (2 s): a client that keeps sending cannot make the process read all it
