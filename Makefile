@@ -1,32 +1,43 @@
-# in.tcpmuxd: `make` builds the static release binary; `make install` installs
-# it with its manual pages and examples (PREFIX and DESTDIR as usual).
+# in.tcpmuxd: `make` builds the shipped binary, Embedded Swift, static
+# (build/embedded); `make install` installs it with its manual pages and examples
+# (PREFIX and DESTDIR as usual).
+#
+# Where the toolchain has no Embedded Swift, the fallback is the full-runtime
+# static binary, same behaviour, larger and slower to start:
+#     make full-runtime && sudo make install BINARY=.build/release/in.tcpmuxd
 PREFIX = /usr/local
 DESTDIR =
 SBINDIR = $(PREFIX)/sbin
 MANDIR = $(PREFIX)/share/man
 DOCDIR = $(PREFIX)/share/doc/in.tcpmuxd
 SWIFT = swift
-BINARY = .build/release/in.tcpmuxd
+EMBEDDED = .build/embedded/in.tcpmuxd
+FULL_RUNTIME = .build/release/in.tcpmuxd
+# What `make install` installs.
+BINARY = $(EMBEDDED)
 
 MANPAGES = man/in.tcpmuxd.8 man/tcpmuxd.conf.5
 # Installed under DOCDIR by these names.
 DOCS = README.md inetd.conf.example tcpmuxd.conf.example \
 	xinetd.d/tcpmux systemd/tcpmux.socket systemd/tcpmux@.service
 
+# The Embedded Swift binary; OPTIMIZE and LINK choose variants (build/embedded).
+# A toolchain without Embedded Swift stops here with the fallback's commands.
 all:
-	$(SWIFT) build -c release --product in.tcpmuxd
+	build/embedded $(EMBEDDED)
 
-# The full-runtime static binary: the fallback where Embedded Swift is missing.
+embedded: all
+
+# The full-runtime static binary (`swift build -c release`, Package.swift): the
+# fallback where Embedded Swift is missing.
 full-runtime:
 	$(SWIFT) build -c release --product in.tcpmuxd
 
-# The Embedded Swift binary (issue 10), not yet what `make` builds or installs:
-# .build/embedded/in.tcpmuxd. OPTIMIZE and LINK choose variants (build/embedded).
-embedded:
-	build/embedded
-
 # Built only if missing: `sudo make install` after `make` builds nothing as root.
-$(BINARY):
+$(EMBEDDED):
+	build/embedded $(EMBEDDED)
+
+$(FULL_RUNTIME):
 	$(SWIFT) build -c release --product in.tcpmuxd
 
 # The pages and examples name /usr/local; they are installed with PREFIX instead.
@@ -51,4 +62,4 @@ uninstall:
 	for doc in $(DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$$doc; done
 	-rmdir $(DESTDIR)$(DOCDIR)/xinetd.d $(DESTDIR)$(DOCDIR)/systemd $(DESTDIR)$(DOCDIR)
 
-.PHONY: all full-runtime embedded install uninstall
+.PHONY: all embedded full-runtime install uninstall

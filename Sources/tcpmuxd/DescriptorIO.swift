@@ -79,12 +79,11 @@ func halfClose(_ fd: Int32) {
     }
 }
 
-/// Ends our side of the conversation without losing the last reply: half-close,
-/// then read and discard what the client still sends until it closes, the
-/// deadline passes or `limit` bytes went by. Exiting with unread input would make
-/// the kernel reset the connection, and the client could lose our reply.
-func closeConnection(input: Int32, output: Int32, drainUntil deadline: Deadline, limit: Int) {
-    halfClose(output)
+/// After our last reply and its half-close: reads and discards what the client
+/// still sends until it closes, the deadline passes or `limit` bytes went by.
+/// Exiting with unread input would make the kernel reset the connection, and the
+/// client could lose our reply.
+func drain(_ input: Int32, until deadline: Deadline, limit: Int) {
     var buffer = [UInt8](unsafeUninitializedCapacity: 4096) { _, count in count = 4096 }
     var drained = 0
     while drained < limit, waitUntilReady(input, for: POLLIN, before: deadline) {

@@ -154,10 +154,13 @@ func serveConnection() -> Never {
         forwardHandOff(target, acceptance: acceptance, service: service, transcript: &transcript, client: client, local: local)
     }
 
-    // 7. Log the connection, then close without losing the last reply, and exit.
+    // 7. Half-close first, so that the client has its answer without waiting for
+    //    the log (syslog(3) reads the time zone and connects to /dev/log: a
+    //    twentieth of a HELP, bench/run); then log the connection, drain the
+    //    client without losing the last reply, and exit.
+    halfClose(replyOutput)
     transcript.log()
-    closeConnection(input: requestInput, output: replyOutput,
-                    drainUntil: .after(seconds: closingSeconds), limit: drainLimit)
+    drain(requestInput, until: .after(seconds: closingSeconds), limit: drainLimit)
     exit(0)
 }
 

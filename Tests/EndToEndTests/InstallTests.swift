@@ -68,10 +68,43 @@ import Glibc
         #expect(!FileManager.default.fileExists(atPath: "\(root)/share/doc/in.tcpmuxd"))
     }
 
-    /// `make` alone builds the static release binary (dry run: nothing is built).
-    @Test func defaultTargetBuildsRelease() throws {
+    /// `make` alone builds the shipped binary, Embedded Swift (dry run: nothing is built).
+    @Test func defaultTargetBuildsEmbedded() throws {
         let run = try runClient([try Tool.make.require(), "-n", "-C", packageRoot], input: "")
-        #expect(run.stdout.contains("swift build -c release --product in.tcpmuxd"))
+        #expect(run.stdout.contains("build/embedded .build/embedded/in.tcpmuxd"))
+        #expect(!run.stdout.contains("swift build"))
+    }
+
+    /// The fallback builds the full-runtime static binary, and `BINARY=` makes
+    /// `make install` build (when missing) and install that one (dry runs).
+    @Test func fullRuntimeFallback() throws {
+        let make = try Tool.make.require()
+        let build = try runClient([make, "-n", "-C", packageRoot, "full-runtime"], input: "")
+        #expect(build.stdout.contains("swift build -c release --product in.tcpmuxd"))
+        let missing = "/nonexistent/in.tcpmuxd"
+        let install = try runClient([make, "-n", "-C", packageRoot, "install", "BINARY=.build/release/in.tcpmuxd",
+                                     "DESTDIR=\(missing)"], input: "")
+        #expect(install.stdout.contains("install -m 755 .build/release/in.tcpmuxd \(missing)/usr/local/sbin/in.tcpmuxd"))
+        #expect(!install.stdout.contains("build/embedded"))
+    }
+
+    /// A toolchain without Embedded Swift: `make` fails, naming the fallback and
+    /// how to choose it, at once (no full build is started behind the user's back).
+    @Test func toolchainWithoutEmbeddedNamesTheFallback() throws {
+        var template = Array("/tmp/tcpmuxd-toolchain.XXXXXX".utf8CString)
+        let toolchain = String(cString: try #require(mkdtemp(&template)))
+        defer { try? FileManager.default.removeItem(atPath: toolchain) }
+        // The real compiler, but beside no lib/swift/embedded.
+        let directories: [String] = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        let candidates: [String] = (directories + ["/opt/swift/usr/bin"]).map { directory in directory + "/swiftc" }
+        let compiler = try #require(candidates.first { candidate in access(candidate, X_OK) == 0 })
+        try check("symlink", symlink(compiler, "\(toolchain)/swiftc"))
+        let run = try runClient([try Tool.make.require(), "-s", "-C", packageRoot, "SWIFTC=\(toolchain)/swiftc"],
+                                input: "", timeout: 30)
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("cannot build Embedded Swift"), "\(run.stderr)")
+        #expect(run.stderr.contains("make full-runtime"))
+        #expect(run.stderr.contains("make install BINARY=.build/release/in.tcpmuxd"))
     }
 }
 

@@ -20,7 +20,7 @@ func check<T: BinaryInteger>(_ call: String, _ result: T) throws -> T {
     return result
 }
 
-/// The binary under test: $TCPMUXD_BINARY (CI sets it to the static release
+/// The binary under test: $TCPMUXD_BINARY (CI sets it to the Embedded Swift
 /// build), else the one `swift test` built beside this test bundle.
 let serverBinary: String = {
     if let path = ProcessInfo.processInfo.environment["TCPMUXD_BINARY"], !path.isEmpty { return path }
