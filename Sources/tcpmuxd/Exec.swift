@@ -70,17 +70,24 @@ private func refuse(_ reason: String, privileges: inout PrivilegeState) throws(H
 /// service's): a file that is missing, not regular, not executable by that user
 /// (search permission on every directory, the mode, a noexec mount: faccessat
 /// with AT_EACCESS asks the kernel itself), in a format Linux does not run, or
-/// a `#!` script whose interpreter fails the same checks.
+/// a `#!` script whose interpreter fails the same checks, itself a script
+/// perhaps: the kernel follows at most 4 interpreters (BINPRM_MAX_RECURSION in
+/// fs/exec.c), and so do these checks.
 private func check(_ program: Program) throws(HandOffFailure) {
-    try checkExecutable(program.path)
-    switch format(program.path) {
-    case .elf, .unreadable: break
-    case .other: throw HandOffFailure("\(program.path): neither an ELF executable nor a #! script")
-    case .script(let interpreter):
-        // Relative to `/`, the working directory the program gets.
-        let path = interpreter.hasPrefix("/") ? interpreter : "/" + interpreter
-        do throws(HandOffFailure) { try checkExecutable(path) } catch {
-            throw HandOffFailure("\(program.path): interpreter \(error)")
+    var path = program.path
+    for depth in 0...4 {
+        do throws(HandOffFailure) {
+            try checkExecutable(path)
+            switch format(path) {
+            case .elf, .unreadable: return
+            case .other: throw HandOffFailure("\(path): neither an ELF executable nor a #! script")
+            case .script(let interpreter):
+                guard depth < 4 else { throw HandOffFailure("\(path): interpreters nested more than 4 deep") }
+                // Relative to `/`, the working directory the program gets.
+                path = interpreter.hasPrefix("/") ? interpreter : "/" + interpreter
+            }
+        } catch {
+            throw depth == 0 ? error : HandOffFailure("\(program.path): interpreter \(error)")
         }
     }
 }

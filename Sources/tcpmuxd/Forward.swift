@@ -22,7 +22,10 @@ func forwardHandOff(_ target: ForwardTarget, acceptance: Reply?, service: Servic
         _ = send(Session.failedHandOff, transcript: &transcript)
         return
     }
-    if let acceptance, !send(acceptance, transcript: &transcript) { return }
+    if let acceptance, !send(acceptance, transcript: &transcript) {
+        close(backend)  // The client is gone: the backend need not wait for the drain.
+        return
+    }
     // Logged now, so that a long relay, or one that is killed, leaves a record.
     transcript.append("forward \(target)")
     transcript.log()

@@ -185,9 +185,10 @@ func fillBacklog(_ path: String) throws -> [Int32] {
     /// A program the service's user cannot run is refused with one `-` line and
     /// never a `+`, even by a server that kept root for another service's user:
     /// a program in a root-owned 0700 directory (root could run it, nobody
-    /// cannot), a `#!` script whose interpreter is missing, a program on a
-    /// noexec mount. The refusal and the drain run as the unprivileged user.
-    @Test(rootOnly, arguments: ["privateDirectory", "missingInterpreter", "noexecMount"])
+    /// cannot), a `#!` script whose interpreter is missing, or is a script
+    /// whose own interpreter is missing, a program on a noexec mount. The
+    /// refusal and the drain run as the unprivileged user.
+    @Test(rootOnly, arguments: ["privateDirectory", "missingInterpreter", "missingNestedInterpreter", "noexecMount"])
     func refusedBeforePlus(_ kind: String) throws {
         let config = try ConfigurationFile("")
         chmod(config.directory, 0o755)
@@ -204,6 +205,13 @@ func fillBacklog(_ path: String) throws -> [Int32] {
         case "missingInterpreter":
             program = config.sibling("script")
             try "#!/nonexistent/interpreter -x\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
+        case "missingNestedInterpreter":
+            // The kernel runs a script as another script's interpreter (up to 4 deep).
+            let interpreter = config.sibling("interpreter")
+            try "#!/nonexistent/interpreter\n".write(toFile: interpreter, atomically: false, encoding: .utf8)
+            chmod(interpreter, 0o755)
+            program = config.sibling("script")
+            try "#!\(interpreter)\nexit 0\n".write(toFile: program, atomically: false, encoding: .utf8)
         default:
             guard mountPermitted else { try Test.cancel("mounting a tmpfs is not permitted here") }
             let directory = config.sibling("noexec")
