@@ -179,13 +179,19 @@ private func ownershipProblem(_ status: stat) -> String? {
     return nil
 }
 
-/// The local accounts (see Accounts: no NSS in a static binary). A missing or
-/// unreadable file resolves no names: whatever needs them then fails, closed.
-func readAccounts() -> Accounts {
-    func text(_ path: String) -> String {
-        (try? readSmallFile(path, limit: 16 << 20)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+/// The local accounts (see Accounts: no NSS in a static binary), or why
+/// /etc/passwd or /etc/group could not be read.
+func readAccounts() throws(TableLoadError) -> Accounts {
+    func text(_ path: String) throws(TableLoadError) -> String {
+        String(decoding: try readSmallFile(path, limit: 16 << 20), as: UTF8.self)
     }
-    return Accounts(passwd: text("/etc/passwd"), group: text("/etc/group"))
+    return Accounts(passwd: try text("/etc/passwd"), group: try text("/etc/group"))
+}
+
+/// The local accounts for the configuration: unreadable files resolve no names,
+/// and whatever needs them then fails, closed.
+private func accountsOrNone() -> Accounts {
+    (try? readAccounts()) ?? Accounts(passwd: "", group: "")
 }
 
 /// The table this connection is served from. Without `-f`, a missing default
@@ -200,7 +206,7 @@ func loadServiceTable(_ options: Options) throws(TableLoadError) -> (table: Serv
             // Anything else is for the open below to report.
         }
     }
-    let context = Configuration.Context(runningAsRoot: geteuid() == 0, accounts: readAccounts)
+    let context = Configuration.Context(runningAsRoot: geteuid() == 0, accounts: accountsOrNone)
     // As root, the path is checked as well as the file (StrictModes).
     let bytes = geteuid() == 0
         ? try readSmallFile(try openChecked(path), path: path, limit: configurationSizeLimit, check: ownershipProblem)

@@ -30,15 +30,22 @@ let overflowCredentials = Credentials(user: "nobody", uid: 65534, gid: 65534, gr
 /// is logged and falls back to 65534, and the connection fails closed (nil
 /// table): never served as root, never as a guess.
 func unprivilegedCredentials(_ options: Options, table: inout ServiceTable?) -> Credentials {
-    guard options.unprivilegedUser != Options().unprivilegedUser else { return overflowCredentials }
-    switch readAccounts().credentials(user: options.unprivilegedUser, group: nil) {
-    case .success(let credentials):
-        return credentials
-    case .failure(let error):
-        SystemLog.error("-u \(options.unprivilegedUser): \(error); serving as uid 65534, every request refused")
-        table = nil
-        return overflowCredentials
+    let user = options.unprivilegedUser
+    guard user != Options().unprivilegedUser else { return overflowCredentials }
+    let problem: String
+    do throws(TableLoadError) {
+        switch try readAccounts().credentials(user: user, group: nil) {
+        case .success(let credentials): return credentials
+        // -u takes no group: a number must be in /etc/passwd.
+        case .failure where user.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }): problem = "no user \(user) in /etc/passwd"
+        case .failure(let error): problem = error.description
+        }
+    } catch {
+        problem = "cannot read the accounts: \(error)"
     }
+    SystemLog.error("-u \(user): \(problem); serving as uid 65534, every request refused")
+    table = nil
+    return overflowCredentials
 }
 
 /// Carries out the plan made from the table, before the first byte is read.
