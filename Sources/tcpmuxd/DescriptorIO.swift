@@ -67,6 +67,14 @@ func writeAll(_ bytes: [UInt8], to fd: Int32, before deadline: Deadline) throws(
     }
 }
 
+/// Whether `fd` is a socket (getsockopt(2) SO_TYPE answers only for one): under
+/// a superserver, fd 2 is the client's connection, not a terminal.
+func isSocket(_ fd: Int32) -> Bool {
+    var type: Int32 = 0
+    var length = socklen_t(MemoryLayout<Int32>.size)
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0
+}
+
 /// Ends our sending side: shutdown(2) SHUT_WR on a socket, so the peer reads
 /// end of input while we may still read; close(2) on anything else (a pipe).
 func halfClose(_ fd: Int32) {

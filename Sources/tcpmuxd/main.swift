@@ -35,14 +35,25 @@ func send(_ reply: Reply, transcript: inout Transcript) -> Bool {
 /// Swift's strict concurrency would refuse).
 func serveConnection() -> Never {
     // 1. Arguments. A mistake here is the administrator's, made at a terminal or
-    //    in inetd.conf: say so on stderr and exit EX_USAGE. Whoever reads our
+    //    in inetd.conf: say so and exit EX_USAGE. At a terminal, on stderr. Under
+    //    a superserver, where fd 2 is the client's socket, in the log, and the
+    //    client gets the `-` line of a server without a table. Whoever reads our
     //    output may be gone: a write then fails with EPIPE instead of killing us.
     ignoreBrokenPipes()
     let options: Options
     do throws(Options.UsageError) {
         options = try Options(arguments: commandLineArguments())
     } catch {
-        printText("in.tcpmuxd: \(error)\n\(Options.usage)\n", to: 2)
+        guard isSocket(2) else {
+            printText("in.tcpmuxd: \(error)\n\(Options.usage)\n", to: 2)
+            exit(64)
+        }
+        SystemLog.open(copyToStandardError: false)
+        SystemLog.error("bad command line: \(error); every connection refused")
+        var transcript = Transcript(client: nil, local: nil)
+        if let reply = Session(table: nil).refuse(.tableUnavailable).reply { _ = send(reply, transcript: &transcript) }
+        halfClose(replyOutput)
+        drain(requestInput, until: .after(seconds: closingSeconds), limit: drainLimit)
         exit(64)
     }
     switch options.action {

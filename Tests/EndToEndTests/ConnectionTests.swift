@@ -339,6 +339,18 @@ func runWithPipes(_ arguments: [String], input: String, closeOutputsFirst: Bool 
         #expect(run.stderr.hasSuffix("usage: in.tcpmuxd [-dhnV] [-f file] [-t seconds] [-u user]\n"))
     }
 
+    /// Under a superserver fd 2 is the client's socket: a bad command line is
+    /// logged, and the client gets one `-` line, never the usage text.
+    @Test(arguments: [["-x"], ["-t", "0"]])
+    func badArgumentUnderSuperserver(_ arguments: [String]) throws {
+        let connection = try Connection(arguments)
+        try connection.send("HELP\r\n")
+        let (bytes, end) = connection.receiveAll(timeout: 10)
+        #expect(String(decoding: bytes, as: UTF8.self) == "-Service table unavailable\r\n")
+        #expect(end == .endOfStream)
+        #expect(connection.finish() == 64)
+    }
+
     @Test func helpAndVersion() throws {
         let help = try runWithPipes(["-h"], input: "")
         #expect(help.status == 0 && help.stderr == "")
