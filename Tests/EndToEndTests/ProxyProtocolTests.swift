@@ -312,9 +312,9 @@ private final class IPv6Backend: @unchecked Sendable {
     }
 }
 
-/// A connection to in.tcpmuxd run under strace, whose first write(2) (with
-/// `-d` off, the PROXY header to the backend: nothing is written before it)
-/// fails with EPIPE.
+/// A connection to in.tcpmuxd run under strace, whose first write(2) and
+/// sendto(2) (a socket is written with send; with `-d` off, the PROXY header to
+/// the backend is the first thing written) fail with EPIPE.
 private final class FailingHeaderConnection: ClientSocket {
     let client: Int32
     let server: Child
@@ -325,8 +325,8 @@ private final class FailingHeaderConnection: ClientSocket {
         client = try connectSocket(to: listener, from: "127.0.0.2")
         let accepted = try check("accept", spawnLock.withLock { closeOnExec(accept(listener, nil, nil)) })
         defer { close(accepted) }
-        server = try Child([try Tool.strace.require(), "-qq", "-f", "-o", "/dev/null", "-e", "trace=write",
-                            "-e", "inject=write:error=EPIPE:when=1", serverBinary] + arguments,
+        server = try Child([try Tool.strace.require(), "-qq", "-f", "-o", "/dev/null", "-e", "trace=write,sendto",
+                            "-e", "inject=write,sendto:error=EPIPE:when=1", serverBinary] + arguments,
                            stdin: accepted, stdout: accepted, stderr: accepted)
     }
 
