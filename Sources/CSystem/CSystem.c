@@ -37,6 +37,19 @@ void csystem_reset_signals(void) {
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* include/uapi/linux/close_range.h. glibc declares close_range(2) only with
+   _GNU_SOURCE, so the raw system call (436 on every architecture). */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+int csystem_close_on_exec_from(unsigned int first) {
+    return (int)syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC);
+}
+
 static int argument_count;
 static char *const *arguments;
 

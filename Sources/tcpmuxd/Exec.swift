@@ -167,9 +167,11 @@ func execProgram(_ program: Program, environment: [String], input: Int32, output
     return HandOffFailure("execve \(program.path) returned")
 }
 
-/// FD_CLOEXEC on every open descriptor from `first` up, as listed in
-/// /proc/self/fd (or, without /proc, up to 1024).
+/// FD_CLOEXEC on every open descriptor from `first` up: one close_range(2)
+/// call, or where that fails (a kernel before 5.11, a seccomp filter) each one
+/// listed in /proc/self/fd (or, without /proc, up to 1024).
 private func markDescriptorsCloseOnExec(from first: Int32) {
+    if csystem_close_on_exec_from(UInt32(first)) == 0 { return }
     guard let directory = opendir("/proc/self/fd") else {
         for fd in first..<1024 { _ = csystem_fcntl(fd, F_SETFD, FD_CLOEXEC) }
         return

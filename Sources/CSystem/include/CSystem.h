@@ -51,6 +51,12 @@ int csystem_signal_ignore(int signal_number);
    it reserves (32 and 33), which a superserver may have left ignored too. */
 void csystem_reset_signals(void);
 
+/* FD_CLOEXEC on every descriptor from `first` up, in one close_range(2) call
+   (CLOSE_RANGE_CLOEXEC, Linux 5.11): 0, or -1 with errno for the caller to
+   fall back on (ENOSYS before 5.9, EINVAL where the flag is unknown, EPERM
+   under a seccomp filter that predates the call). */
+int csystem_close_on_exec_from(unsigned int first);
+
 /* File types and permission bits as mode_t (<sys/stat.h> defines some as
    expressions, which Swift does not import, and the others as int). */
 static const mode_t csystem_type_mask = S_IFMT;
