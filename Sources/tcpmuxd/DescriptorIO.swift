@@ -1,5 +1,5 @@
 // Reading, writing, waiting on and half-closing file descriptors: poll(2),
-// read(2), write(2), shutdown(2).
+// recv(2), read(2), send(2), write(2), shutdown(2).
 import CSystem
 
 /// Waits until `fd` is ready for `events` (POLLIN, POLLOUT) or the deadline
@@ -13,25 +13,59 @@ func waitUntilReady(_ fd: Int32, for events: Int32, before deadline: Deadline) -
     return ready > 0
 }
 
-enum ReadResult {
-    case byte(UInt8)
-    case endOfInput
-    case timedOut
-    case failed(Errno)
-}
+/// The request line's bytes as they arrive, taken from the socket only as far
+/// as the parser consumed them: whatever follows the request's CRLF belongs to
+/// the selected service. On a socket, recv(2) with MSG_PEEK looks at what is
+/// waiting and read(2) then takes exactly what was consumed (three system
+/// calls for a line that arrived whole, not two per byte); on anything else
+/// (a pipe, run from a shell), one byte is read at a time.
+struct RequestInput {
+    enum Chunk {
+        case bytes([UInt8])
+        case endOfInput
+        case timedOut
+        case failed(Errno)
+    }
 
-/// Reads exactly one byte (read(2) of length 1), so that nothing past the request
-/// line leaves the socket: those bytes belong to the selected service.
-func readByte(from fd: Int32, before deadline: Deadline) -> ReadResult {
-    var byte: UInt8 = 0
-    while true {
-        guard waitUntilReady(fd, for: POLLIN, before: deadline) else { return .timedOut }
-        do throws(Errno) {
-            return try valueOrErrno({ read(fd, &byte, 1) }) == 1 ? .byte(byte) : .endOfInput
-        } catch .wouldBlock {
-            continue
-        } catch {
-            return .failed(error)
+    let fd: Int32
+    private var peeking = true
+    private var buffer = [UInt8](repeating: 0, count: 512)
+
+    init(_ fd: Int32) { self.fd = fd }
+
+    /// What has arrived and is not yet taken (at least one byte), waiting for it
+    /// until the deadline.
+    mutating func next(before deadline: Deadline) -> Chunk {
+        while true {
+            guard waitUntilReady(fd, for: POLLIN, before: deadline) else { return .timedOut }
+            let (fd, peek) = (fd, peeking)
+            let got = buffer.withUnsafeMutableBytes { space in
+                Result { () throws(Errno) in
+                    try valueOrErrno {
+                        peek ? recv(fd, space.baseAddress!, space.count, Int32(MSG_PEEK | MSG_DONTWAIT)) : read(fd, space.baseAddress!, 1)
+                    }
+                }
+            }
+            switch got {
+            case .success(0): return .endOfInput
+            case .success(let count): return .bytes(Array(buffer[..<count]))
+            case .failure(.wouldBlock): continue
+            case .failure(.notSocket) where peeking: peeking = false
+            case .failure(let error): return .failed(error)
+            }
+        }
+    }
+
+    /// Takes the first `count` bytes of what `next` returned off the socket
+    /// (they are there: they were peeked). Nothing to do after a one-byte read.
+    mutating func take(_ count: Int) {
+        guard peeking else { return }
+        var left = count
+        while left > 0 {
+            let fd = fd
+            let got = buffer.withUnsafeMutableBytes { space in try? valueOrErrno { read(fd, space.baseAddress!, left) } }
+            guard let got, got > 0 else { return }
+            left -= got
         }
     }
 }

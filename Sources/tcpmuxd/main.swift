@@ -122,13 +122,17 @@ func serveConnection() -> Never {
     //    switch) is given up for good before anything but that exec.
     let deadline = Deadline.after(seconds: options.timeoutSeconds)
     var next = Session.Next.close
+    var input = RequestInput(requestInput)
     conversation: while true {
         var parser = RequestParser()
         var outcome: RequestParser.Outcome?
         while outcome == nil {
-            switch readByte(from: requestInput, before: deadline) {
-            case .byte(let byte):
-                outcome = parser.consume(byte)
+            switch input.next(before: deadline) {
+            case .bytes(let bytes):
+                // Only what the parser consumed leaves the socket.
+                let consumed: Int
+                (outcome, consumed) = parser.consume(bytes)
+                input.take(consumed)
             case .endOfInput:
                 outcome = .rejected(parser.endOfInput())
             case .timedOut:
