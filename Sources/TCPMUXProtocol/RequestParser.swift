@@ -1,8 +1,8 @@
 /// A TCPMUX request line (RFC 1078): a service name ended by CRLF.
 ///
-/// The parser is a byte state machine, fed one byte at a time, so that the caller
-/// never reads past the request's CRLF: whatever follows belongs to the selected
-/// service. It accepts exactly
+/// The parser is a byte state machine that says how many of the bytes it was
+/// given it consumed, so that the caller never takes past the request's CRLF:
+/// whatever follows belongs to the selected service. It accepts exactly
 ///
 ///     request = 1*256 name-byte CR LF
 ///     name-byte = %x21-7E          ; printable ASCII, no space
