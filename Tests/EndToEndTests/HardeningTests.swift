@@ -73,22 +73,6 @@ let mountPermitted: Bool = {
     return true
 }()
 
-/// A Unix listening socket anyone may connect to, with a listen backlog of 0:
-/// one pending connection fills it.
-func unixListener(_ path: String) throws -> Int32 {
-    let fd = try check("socket", socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-    _ = try withUnsafePointer(to: &address) {
-        try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            try check("bind", bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)))
-        }
-    }
-    try check("listen", listen(fd, 0))
-    chmod(path, 0o666)
-    return fd
-}
 
 /// Connects to `path` without blocking until the listen backlog is full (the
 /// kernel then answers EAGAIN): the sockets that filled it.
@@ -341,7 +325,7 @@ func fillBacklog(_ path: String) throws -> [Int32] {
     @Test func fullBacklogDrains() throws {
         let config = try ConfigurationFile("")
         let path = config.sibling("busy.sock")
-        let listener = try unixListener(path)
+        let listener = try unixListener(path, backlog: 0)
         let fillers = try fillBacklog(path)
         defer { fillers.forEach { close($0) } }
         let stop = Counter()
@@ -365,7 +349,7 @@ func fillBacklog(_ path: String) throws -> [Int32] {
     @Test func fullBacklogTimesOut() throws {
         let config = try ConfigurationFile("")
         let path = config.sibling("stuck.sock")
-        let listener = try unixListener(path)
+        let listener = try unixListener(path, backlog: 0)
         defer { close(listener) }
         let fillers = try fillBacklog(path)
         defer { fillers.forEach { close($0) } }

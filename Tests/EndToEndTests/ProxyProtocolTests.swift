@@ -141,19 +141,7 @@ private func proxyBackend(_ received: Received) -> @Sendable (Int32) -> Void {
         }
         let line = Array((meaning + "\n").utf8)
         _ = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            received.record(after: Array(buffer[..<count]))
-            var sent = 0
-            while sent < count {
-                let written = buffer[sent..<count].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if written <= 0 { return }
-                sent += written
-            }
-        }
-        shutdown(fd, Int32(SHUT_WR))
+        echoUntilEnd(fd) { received.record(after: $0) }
     }
 }
 

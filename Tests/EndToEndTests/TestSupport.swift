@@ -418,18 +418,7 @@ final class Backend: @unchecked Sendable {
     init(unixPath: String? = nil, serve: @escaping @Sendable (Int32) -> Void) throws {
         let fd: Int32
         if let unixPath {
-            fd = try check("socket", socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(unixPath.utf8)) }
-            _ = try withUnsafePointer(to: &address) {
-                try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    try check("bind", bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)))
-                }
-            }
-            try check("listen", listen(fd, 64))
-            // The server connects as its unprivileged user (nobody).
-            chmod(unixPath, 0o666)
+            fd = try unixListener(unixPath, backlog: 64)
             target = unixPath
             port = 0
         } else {
@@ -469,21 +458,28 @@ final class Backend: @unchecked Sendable {
         var timeout = timeval(tv_sec: 15, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            var sent = 0
-            while sent < count {
-                let written = buffer[sent..<count].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if written <= 0 { return }
-                sent += written
-            }
-        }
-        shutdown(fd, Int32(SHUT_WR))
+        echoUntilEnd(fd)
     }
 
     deinit { stopped.set(1) }
+}
+
+/// Sends back every byte read from `fd` until end of input (each chunk given to
+/// `record` first), then closes its sending side.
+func echoUntilEnd(_ fd: Int32, record: ([UInt8]) -> Void = { _ in }) {
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if count <= 0 { break }
+        record(Array(buffer[..<count]))
+        var sent = 0
+        while sent < count {
+            let written = buffer[sent..<count].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written <= 0 { return }
+            sent += written
+        }
+    }
+    shutdown(fd, Int32(SHUT_WR))
 }
 
 /// Reads `fd` to its end (or error): the bytes.
@@ -523,4 +519,21 @@ func pseudoRandomBytes(_ count: Int, seed: UInt64 = 0x9E3779B97F4A7C15) -> [UInt
 func resetOnClose(_ fd: Int32) {
     var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+}
+
+/// A Unix listening socket anyone may connect to (the server connects as its
+/// unprivileged user, nobody); a backlog of 0 is filled by one pending connection.
+func unixListener(_ path: String, backlog: Int32) throws -> Int32 {
+    let fd = try check("socket", socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+    _ = try withUnsafePointer(to: &address) {
+        try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            try check("bind", bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)))
+        }
+    }
+    try check("listen", listen(fd, backlog))
+    chmod(path, 0o666)
+    return fd
 }
