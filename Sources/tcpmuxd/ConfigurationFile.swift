@@ -171,7 +171,6 @@ func openChecked(_ path: String) throws(TableLoadError) -> Int32 {
 /// As sshd's StrictModes: a root server refuses a file that anyone but root
 /// could have written, since the file says what runs as whom.
 private func ownershipProblem(_ status: stat) -> String? {
-    guard geteuid() == 0 else { return nil }
     if status.st_uid != 0 { return "owned by uid \(status.st_uid), not root; refusing it" }
     if status.st_mode & (csystem_write_group | csystem_write_other) != 0 {
         return "writable by group or others (mode \(String(status.st_mode & 0o7777, radix: 8))); refusing it"
@@ -197,7 +196,7 @@ private func accountsOrNone() -> Accounts {
 /// The table this connection is served from. Without `-f`, a missing default
 /// file means the built-in table; any other failure is an error, and the caller
 /// fails closed: never a partial table.
-func loadServiceTable(_ options: Options) throws(TableLoadError) -> (table: ServiceTable, source: String) {
+func loadServiceTable(_ options: Options, runningAsRoot: Bool) throws(TableLoadError) -> (table: ServiceTable, source: String) {
     let path = options.configurationFile ?? Options.defaultConfigurationFile
     if options.configurationFile == nil {
         do throws(Errno) { try nothingOrErrno { access(path, F_OK) } } catch .noEntry {
@@ -206,9 +205,9 @@ func loadServiceTable(_ options: Options) throws(TableLoadError) -> (table: Serv
             // Anything else is for the open below to report.
         }
     }
-    let context = Configuration.Context(runningAsRoot: geteuid() == 0, accounts: accountsOrNone)
+    let context = Configuration.Context(runningAsRoot: runningAsRoot, accounts: accountsOrNone)
     // As root, the path is checked as well as the file (StrictModes).
-    let bytes = geteuid() == 0
+    let bytes = runningAsRoot
         ? try readSmallFile(try openChecked(path), path: path, limit: configurationSizeLimit, check: ownershipProblem)
         : try readSmallFile(path, limit: configurationSizeLimit)
     do throws(InvalidConfiguration) {

@@ -50,8 +50,9 @@ func serveConnection() -> Never {
         }
         SystemLog.open(copyToStandardError: false)
         SystemLog.error("bad command line: \(error); every connection refused")
-        var transcript = Transcript(client: nil, local: nil)
-        if let reply = Session(table: nil).refuse(.tableUnavailable).reply { _ = send(reply, transcript: &transcript) }
+        if let reply = Session(table: nil).refuse(.tableUnavailable).reply {
+            try? writeAll(reply.bytes, to: replyOutput, before: .after(seconds: closingSeconds))
+        }
         halfClose(replyOutput)
         drain(requestInput, until: .after(seconds: closingSeconds), limit: drainLimit)
         exit(64)
@@ -69,7 +70,8 @@ func serveConnection() -> Never {
 
     // 2. The service table, before a byte from the client: the file, or the
     //    built-in table when there is no file. `-n` prints it and stops here.
-    let loaded = Result { () throws(TableLoadError) in try loadServiceTable(options) }
+    let runningAsRoot = geteuid() == 0
+    let loaded = Result { () throws(TableLoadError) in try loadServiceTable(options, runningAsRoot: runningAsRoot) }
     if options.action == .checkConfiguration {
         switch loaded {
         case .success(let (table, source)):
@@ -104,7 +106,6 @@ func serveConnection() -> Never {
     let coreLimit = disableCoreDumps()
     var privileges: PrivilegeState
     do throws(PrivilegeFailure) {
-        let runningAsRoot = geteuid() == 0
         let unprivileged = runningAsRoot ? unprivilegedCredentials(options, table: &table) : overflowCredentials
         privileges = try apply(PrivilegePlan.plan(runningAsRoot: runningAsRoot, table: table, unprivileged: unprivileged))
     } catch {

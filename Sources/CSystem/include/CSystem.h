@@ -64,9 +64,6 @@ static const mode_t csystem_type_regular = S_IFREG;
 static const mode_t csystem_type_directory = S_IFDIR;
 static const mode_t csystem_type_symbolic_link = S_IFLNK;
 static const mode_t csystem_sticky = S_ISVTX;
-static const mode_t csystem_execute_user = S_IXUSR;
-static const mode_t csystem_execute_group = S_IXGRP;
-static const mode_t csystem_execute_other = S_IXOTH;
 static const mode_t csystem_write_group = S_IWGRP;
 static const mode_t csystem_write_other = S_IWOTH;
 
